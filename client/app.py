@@ -1,0 +1,138 @@
+"""The Flower ClientApp each hospital runs.
+
+A :class:`HospitalClient` trains the global model on the hospital's own
+training set and evaluates it on its own test set. Its backend (the model)
+is built once per process and kept warm; its data is loaded once per
+process. It answers with whitelisted metrics only.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from flwr.app import Context
+from flwr.client import Client, ClientApp, NumPyClient
+from flwr.common import NDArrays, Scalar
+
+from hospfed.client.data import NodeSettings, load_hospital_data
+from hospfed.common.backend import evaluate, get_backend
+from hospfed.common.errors import ConfigError
+from hospfed.common.heart import HospitalData
+from hospfed.common.protocol import (
+    METRIC_WHITELIST,
+    Key,
+    decode_plan,
+    decode_spec,
+)
+
+
+def hospital_seed(run_seed: int, server_round: int, hospital: str) -> int:
+    """Seed of one hospital's batch order in one round (distinct per pair)."""
+    entropy = [run_seed, server_round, zlib.crc32(hospital.encode())]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def whitelisted(metrics: Mapping[str, Scalar]) -> dict[str, Scalar]:
+    """Return ``metrics``; raise if any name is not whitelisted."""
+    extra = set(metrics) - METRIC_WHITELIST
+    if extra:
+        raise ConfigError(f"metrics {sorted(extra)} are not whitelisted")
+    return dict(metrics)
+
+
+class HospitalClient(NumPyClient):
+    """One hospital: local training and evaluation on its own data.
+
+    Parameters
+    ----------
+    data : HospitalData
+        The hospital's prepared train and test sets.
+    backend_name : str
+        Which training backend to use.
+
+    """
+
+    def __init__(self, data: HospitalData, backend_name: str) -> None:
+        self.data = data
+        self.backend_name = backend_name
+
+    def _backend(self, config: Mapping[str, Scalar], parameters: NDArrays) -> Any:
+        spec = decode_spec(config)
+        if spec.input_dim != self.data.num_features:
+            raise ConfigError(
+                f"{self.data.hospital}: the run's model takes {spec.input_dim} "
+                f"inputs but this hospital's data has {self.data.num_features}"
+            )
+        backend = get_backend(self.backend_name, spec)
+        backend.set_weights(list(parameters))
+        return backend
+
+    def fit(
+        self, parameters: NDArrays, config: dict[str, Scalar]
+    ) -> tuple[NDArrays, int, dict[str, Scalar]]:
+        """Train the global model locally for one round."""
+        backend = self._backend(config, parameters)
+        seed = hospital_seed(
+            int(config[Key.SEED]), int(config[Key.SERVER_ROUND]), self.data.hospital
+        )
+        loss = backend.train(
+            self.data.x_train, self.data.y_train, decode_plan(config, seed=seed)
+        )
+        metrics: dict[str, Scalar] = {
+            Key.HOSPITAL: self.data.hospital,
+            Key.TRAIN_LOSS: loss,
+        }
+        return backend.get_weights(), len(self.data.y_train), whitelisted(metrics)
+
+    def evaluate(
+        self, parameters: NDArrays, config: dict[str, Scalar]
+    ) -> tuple[float, int, dict[str, Scalar]]:
+        """Evaluate the global model on this hospital's test set."""
+        backend = self._backend(config, parameters)
+        result = evaluate(backend, self.data.x_test, self.data.y_test)
+        metrics: dict[str, Scalar] = {
+            Key.HOSPITAL: self.data.hospital,
+            Key.ACCURACY: result.accuracy,
+            Key.AUC: result.auc,
+        }
+        return result.loss, result.num_examples, whitelisted(metrics)
+
+
+SettingsResolver = Callable[[Context], NodeSettings]
+
+
+def settings_from_node_config(context: Context) -> NodeSettings:
+    """Deployment: the hospital's settings are its node config."""
+    return NodeSettings.from_mapping(context.node_config)
+
+
+def settings_by_partition(
+    hospitals: Sequence[str], backend: str = "keras"
+) -> SettingsResolver:
+    """Simulation: virtual node ``partition-id`` i is ``hospitals[i]``."""
+    names = tuple(hospitals)
+
+    def resolve(context: Context) -> NodeSettings:
+        index = int(context.node_config["partition-id"])
+        return NodeSettings(hospital=names[index], backend=backend)
+
+    return resolve
+
+
+def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> ClientApp:
+    """Return a ClientApp whose hospitals are found by ``resolve``."""
+
+    def client_fn(context: Context) -> Client:
+        settings = resolve(context)
+        return HospitalClient(
+            load_hospital_data(settings), settings.backend
+        ).to_client()
+
+    return ClientApp(client_fn=client_fn)
+
+
+app = make_client_app()
+"""Deployment entry point (``hospfed.client.app:app``)."""

@@ -1,0 +1,56 @@
+"""Shared command-line plumbing: one-line errors and exit codes.
+
+Every hospfed command runs through :func:`run_app`: a user error (bad flag,
+bad value, missing data) prints ``PROG: error: ...`` on one line and exits
+with code 2; a failed run exits non-zero with what failed; no traceback is
+shown for either.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from hospfed.common.errors import EXIT_USAGE, HospfedError
+
+
+def run_app(app: Any, prog: str, argv: list[str] | None = None) -> int:
+    """Run a Typer app; turn errors into one line and an exit code.
+
+    Parameters
+    ----------
+    app : typer.Typer
+        The command.
+    prog : str
+        Program name used in messages.
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The process exit code.
+
+    """
+    try:
+        result = app(args=argv, prog_name=prog, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError:
+        return EXIT_USAGE  # Typer has already shown the help
+    except click.UsageError as exc:
+        return fail(prog, exc.format_message(), EXIT_USAGE)
+    except click.exceptions.Abort:
+        return fail(prog, "aborted", 130)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except HospfedError as exc:
+        return fail(prog, str(exc), exc.exit_code)
+    return result if isinstance(result, int) else 0
+
+
+def fail(prog: str, message: str, code: int) -> int:
+    """Print ``PROG: error: MESSAGE`` (one line) to stderr; return ``code``."""
+    one_line = " ".join(message.split())
+    print(f"{prog}: error: {one_line}", file=sys.stderr)
+    return code

@@ -1,0 +1,90 @@
+"""Keys of the messages between coordinator and hospitals, in one place.
+
+The coordinator sends a :class:`~hospfed.common.training.TrainPlan` and the
+:class:`~hospfed.common.model.ModelSpec` as a flat config of these keys; a
+hospital answers with metrics from :data:`METRIC_WHITELIST` only, so nothing
+else it computes (and no patient value) can leave it through metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+
+from hospfed.common.errors import ConfigError
+from hospfed.common.model import ModelSpec
+from hospfed.common.training import TrainPlan
+
+Scalar = bool | int | float | str | bytes
+
+
+class Key:
+    """Config and metric keys (kebab-case, as Flower's run config)."""
+
+    SERVER_ROUND = "server-round"
+    LEARNING_RATE = "learning-rate"
+    LOCAL_STEPS = "local-steps"
+    BATCH_SIZE = "batch-size"
+    OPTIMIZER = "optimizer"
+    PROXIMAL_MU = "proximal-mu"
+    SEED = "seed"
+    MODEL_SPEC = "model-spec"
+
+    HOSPITAL = "hospital"
+    ACCURACY = "accuracy"
+    AUC = "auc"
+    LOSS = "loss"
+    TRAIN_LOSS = "train-loss"
+
+
+METRIC_WHITELIST: frozenset[str] = frozenset(
+    {Key.HOSPITAL, Key.ACCURACY, Key.AUC, Key.LOSS, Key.TRAIN_LOSS}
+)
+"""The only metric names a hospital may send."""
+
+
+def encode_instructions(
+    plan: TrainPlan, spec: ModelSpec, server_round: int
+) -> dict[str, Scalar]:
+    """Flatten a round's instructions into a Flower config."""
+    return {
+        Key.SERVER_ROUND: server_round,
+        Key.LEARNING_RATE: plan.learning_rate,
+        Key.LOCAL_STEPS: plan.local_steps,
+        Key.BATCH_SIZE: plan.batch_size,
+        Key.OPTIMIZER: plan.optimizer,
+        Key.PROXIMAL_MU: plan.proximal_mu,
+        Key.SEED: plan.seed,
+        Key.MODEL_SPEC: json.dumps(asdict(spec)),
+    }
+
+
+def decode_spec(config: Mapping[str, Scalar]) -> ModelSpec:
+    """Read the model spec out of a round's config."""
+    try:
+        raw = json.loads(str(config[Key.MODEL_SPEC]))
+        return ModelSpec(
+            input_dim=int(raw["input_dim"]),
+            hidden=tuple(int(w) for w in raw["hidden"]),
+            activation=raw["activation"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"instructions carry no valid {Key.MODEL_SPEC}: {exc}"
+        ) from exc
+
+
+def decode_plan(config: Mapping[str, Scalar], *, seed: int) -> TrainPlan:
+    """Read a round's :class:`TrainPlan`, with the hospital's own ``seed``."""
+    try:
+        return TrainPlan(
+            learning_rate=float(config[Key.LEARNING_RATE]),
+            local_steps=int(config[Key.LOCAL_STEPS]),
+            batch_size=int(config[Key.BATCH_SIZE]),
+            optimizer=str(config[Key.OPTIMIZER]),  # type: ignore[arg-type]
+            proximal_mu=float(config[Key.PROXIMAL_MU]),
+            seed=seed,
+        )
+    except KeyError as exc:
+        raise ConfigError(f"instructions are missing {exc}") from exc

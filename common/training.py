@@ -1,0 +1,96 @@
+"""What one round of local training does, independent of the framework.
+
+A :class:`TrainPlan` is the frozen description of local training (optimizer,
+learning rate, steps, batch size, proximal term, seed). ``batch_indices``
+draws the mini-batches with NumPy, so every backend visits the same examples
+in the same order for the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from hospfed.common.errors import ConfigError
+
+Optimizer = Literal["sgd", "adam"]
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Local training for one round at one hospital.
+
+    Parameters
+    ----------
+    learning_rate : float
+        Step size of the local optimizer.
+    local_steps : int
+        Number of mini-batch steps.
+    batch_size : int
+        Examples per step.
+    optimizer : {"sgd", "adam"}
+        Local optimizer; its state starts fresh every round.
+    proximal_mu : float
+        FedProx proximal coefficient; 0 disables the term.
+    seed : int
+        Seed of the mini-batch order.
+    reset_optimizer : bool
+        Start the optimizer's state afresh (every federated round does);
+        False continues it (epochs of one centralised run).
+
+    """
+
+    learning_rate: float
+    local_steps: int
+    batch_size: int
+    optimizer: Optimizer = "sgd"
+    proximal_mu: float = 0.0
+    seed: int = 0
+    reset_optimizer: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.local_steps < 1:
+            raise ConfigError(f"local steps must be >= 1, got {self.local_steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; "
+                f"allowed: {', '.join(OPTIMIZERS)}"
+            )
+        if self.proximal_mu < 0:
+            raise ConfigError(f"proximal mu must be >= 0, got {self.proximal_mu}")
+
+
+def batch_indices(num_examples: int, plan: TrainPlan) -> np.ndarray:
+    """Draw the mini-batches of one round.
+
+    Examples are visited in epochs, each a fresh permutation, the epochs
+    concatenated and cut into ``local_steps`` batches of ``batch_size`` (a
+    data loader with ``shuffle=True`` cycled for a fixed number of steps).
+
+    Parameters
+    ----------
+    num_examples : int
+        Size of the local training set.
+    plan : TrainPlan
+        Supplies ``local_steps``, ``batch_size`` and ``seed``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 array of shape ``(local_steps, batch_size)``.
+
+    """
+    if num_examples < 1:
+        raise ConfigError("cannot train on an empty training set")
+    rng = np.random.default_rng(plan.seed)
+    needed = plan.local_steps * plan.batch_size
+    epochs = -(-needed // num_examples)
+    order = np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])
+    return order[:needed].reshape(plan.local_steps, plan.batch_size).astype(np.int32)

@@ -1,0 +1,9 @@
+"""The coordinator side of hospfed.
+
+The Flower ServerApp (one server path: Flower's legacy ``DefaultWorkflow``,
+on which SecAgg+ is a config switch), the strategy factory, the round guard
+that fails a run loudly when a round gets too few results, the run history
+and its results directory, and the ``hospfed-server`` command.
+"""
+
+import hospfed.common  # noqa: F401  (turns telemetry off before Flower loads)

@@ -1,0 +1,115 @@
+"""The coordinator's run configuration, read once into a frozen dataclass.
+
+Keys are kebab-case, as in Flower's ``[tool.flwr.app.config]``. Defaults
+are FLamby's tuned Fed-Heart-Disease settings: FedAvg client SGD with
+learning rate 0.001, 100 local steps of batch 4, 15 rounds; the adaptive
+strategies (FedAdam, FedYogi, FedAdagrad) use client learning rate 0.003162,
+server learning rate 0.01, betas 0.9/0.999 and tau 1e-8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hospfed.common.config import (
+    ConfigMapping,
+    get_choice,
+    get_float,
+    get_int,
+    get_widths,
+)
+from hospfed.common.heart import FEATURES
+from hospfed.common.model import ACTIVATIONS, ModelSpec
+from hospfed.common.training import TrainPlan
+
+STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")
+ADAPTIVE_STRATEGIES = frozenset({"fedadam", "fedyogi", "fedadagrad"})
+
+DEFAULT_ROUNDS = 15
+DEFAULT_CLIENT_LR = {"fedavg": 0.001, "fedprox": 0.001}
+DEFAULT_ADAPTIVE_CLIENT_LR = 0.003162
+DEFAULT_PROXIMAL_MU = 0.1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything the coordinator decides for one training run.
+
+    Attributes
+    ----------
+    num_rounds : int
+        Federated rounds.
+    strategy : str
+        One of :data:`STRATEGIES`.
+    min_hospitals : int
+        Fewest successful results a round accepts; fewer fails the run.
+    train : TrainPlan
+        Local training every hospital runs each round (its seed is the run's
+        seed; each hospital derives its own batch order from it).
+    server_learning_rate, beta_1, beta_2, tau : float
+        Server-optimizer settings of the adaptive strategies.
+    model : ModelSpec
+        The model.
+    seed : int
+        Seed of the initial weights and of local batch orders.
+    out_dir : Path or None
+        Where the results directory is written; None writes nothing.
+
+    """
+
+    num_rounds: int
+    strategy: str
+    min_hospitals: int
+    train: TrainPlan
+    server_learning_rate: float
+    beta_1: float
+    beta_2: float
+    tau: float
+    model: ModelSpec
+    seed: int
+    out_dir: Path | None
+
+    @classmethod
+    def from_mapping(cls, config: ConfigMapping) -> RunConfig:
+        """Read a run config (e.g. Flower's ``context.run_config``).
+
+        Raises
+        ------
+        ConfigError
+            Naming the key, the bad value and what is allowed.
+
+        """
+        strategy = get_choice(config, "strategy", "fedavg", STRATEGIES)
+        default_lr = DEFAULT_CLIENT_LR.get(strategy, DEFAULT_ADAPTIVE_CLIENT_LR)
+        mu_default = DEFAULT_PROXIMAL_MU if strategy == "fedprox" else 0.0
+        seed = get_int(config, "seed", 0, minimum=0)
+        out = str(config.get("out-dir", "")).strip()
+        return cls(
+            num_rounds=get_int(config, "num-rounds", DEFAULT_ROUNDS, minimum=1),
+            strategy=strategy,
+            min_hospitals=get_int(config, "min-hospitals", 2, minimum=1),
+            train=TrainPlan(
+                learning_rate=get_float(
+                    config, "learning-rate", default_lr, positive=True
+                ),
+                local_steps=get_int(config, "local-steps", 100, minimum=1),
+                batch_size=get_int(config, "batch-size", 4, minimum=1),
+                optimizer="sgd",
+                proximal_mu=get_float(config, "proximal-mu", mu_default, minimum=0),
+                seed=seed,
+            ),
+            server_learning_rate=get_float(
+                config, "server-learning-rate", 0.01, positive=True
+            ),
+            beta_1=get_float(config, "beta-1", 0.9, minimum=0),
+            beta_2=get_float(config, "beta-2", 0.999, minimum=0),
+            tau=get_float(config, "tau", 1e-8, positive=True),
+            model=ModelSpec(
+                input_dim=get_int(config, "model-input-dim", len(FEATURES), minimum=1),
+                hidden=get_widths(config, "model-hidden"),
+                activation=get_choice(config, "model-activation", "relu", ACTIVATIONS),  # type: ignore[arg-type]
+            ),
+            seed=seed,
+            out_dir=Path(out) if out else None,
+        )

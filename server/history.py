@@ -1,0 +1,101 @@
+"""The run history: every round's metrics from every hospital.
+
+Each :class:`RoundRecord` keeps per-hospital training loss and evaluation
+metrics (accuracy, ROC AUC, loss on the hospital's own test set) plus two
+summaries: the example-weighted mean (weights = test-set sizes) and the plain
+mean over hospitals (FLamby's metric). NaN (e.g. AUC on a one-class test set)
+is kept out of the means and written to JSON as ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+SUMMARY_METRICS = ("accuracy", "auc", "loss")
+
+
+@dataclass
+class RoundRecord:
+    """Metrics of one round."""
+
+    server_round: int
+    train: dict[str, dict[str, float]] = field(default_factory=dict)
+    evaluate: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def weighted(self) -> dict[str, float]:
+        """Example-weighted mean of each evaluation metric over hospitals."""
+        return {
+            m: _mean(self.evaluate.values(), m, weighted=True) for m in SUMMARY_METRICS
+        }
+
+    def mean(self) -> dict[str, float]:
+        """Unweighted mean of each evaluation metric over hospitals."""
+        return {
+            m: _mean(self.evaluate.values(), m, weighted=False) for m in SUMMARY_METRICS
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (NaN becomes None)."""
+        cleaned: dict[str, Any] = _clean(
+            {
+                "round": self.server_round,
+                "train": self.train,
+                "evaluate": self.evaluate,
+                "weighted": self.weighted(),
+                "mean": self.mean(),
+            }
+        )
+        return cleaned
+
+
+def _mean(rows: Any, metric: str, *, weighted: bool) -> float:
+    pairs = [
+        (r["num_examples"] if weighted else 1.0, r[metric])
+        for r in rows
+        if not math.isnan(r.get(metric, math.nan))
+    ]
+    total = sum(w for w, _ in pairs)
+    return sum(w * v for w, v in pairs) / total if total else math.nan
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+class RoundObserver(Protocol):
+    """Told about each round as it completes (e.g. a progress display)."""
+
+    def on_round_end(self, record: RoundRecord, num_rounds: int) -> None:
+        """Handle a finished round."""
+        ...
+
+
+@dataclass
+class RunHistory:
+    """All rounds of one run, in order."""
+
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+    def round(self, server_round: int) -> RoundRecord:
+        """Return the record of ``server_round``, creating it if needed."""
+        if not self.rounds or self.rounds[-1].server_round != server_round:
+            self.rounds.append(RoundRecord(server_round))
+        return self.rounds[-1]
+
+    def final(self) -> RoundRecord | None:
+        """The last round with evaluation results, if any."""
+        done = [r for r in self.rounds if r.evaluate]
+        return done[-1] if done else None
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """Return every round as JSON-ready dicts."""
+        return [r.to_json() for r in self.rounds]

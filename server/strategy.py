@@ -1,0 +1,231 @@
+"""Strategy factory and the round guard.
+
+``build_strategy`` turns a :class:`~hospfed.server.config.RunConfig` into one
+of Flower's strategies (FedAvg, FedProx, FedAdam, FedYogi, FedAdagrad),
+always sending the same round instructions to every hospital.
+:class:`RoundGuard` wraps any strategy (Flower's DP wrappers included): it
+fails the run with :class:`~hospfed.common.errors.RoundFailedError` when a
+round gets fewer results than its minimum (Flower alone logs "0 results and
+N failures" and carries on), and records every hospital's metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from logging import INFO
+from typing import Any
+
+from flwr.common import (
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    Parameters,
+    Scalar,
+    log,
+    ndarrays_to_parameters,
+)
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.strategy import (
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedProx,
+    FedYogi,
+    Strategy,
+)
+
+from hospfed.common.errors import ConfigError, RoundFailedError
+from hospfed.common.model import Weights
+from hospfed.common.protocol import Key, encode_instructions
+from hospfed.server.config import STRATEGIES, RunConfig
+from hospfed.server.history import RoundObserver, RunHistory
+
+Failures = list[tuple[ClientProxy, FitRes] | BaseException]
+EvalFailures = list[tuple[ClientProxy, EvaluateRes] | BaseException]
+
+
+def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
+    """Build the Flower strategy named by ``config.strategy``.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's configuration.
+    initial : list of numpy.ndarray
+        Initial global weights (canonical layout).
+
+    Returns
+    -------
+    flwr.server.strategy.Strategy
+        A legacy Flower strategy that samples every available hospital.
+
+    """
+    config.model.check_weights(initial)
+
+    def instructions(server_round: int) -> dict[str, Scalar]:
+        return encode_instructions(config.train, config.model, server_round)
+
+    common: dict[str, Any] = {
+        "fraction_fit": 1.0,
+        "fraction_evaluate": 1.0,
+        "min_fit_clients": config.min_hospitals,
+        "min_evaluate_clients": config.min_hospitals,
+        "min_available_clients": config.min_hospitals,
+        "on_fit_config_fn": instructions,
+        "on_evaluate_config_fn": instructions,
+        "initial_parameters": ndarrays_to_parameters(initial),
+        "accept_failures": True,
+    }
+    adaptive: dict[str, Any] = {
+        "eta": config.server_learning_rate,
+        "eta_l": config.train.learning_rate,
+        "tau": config.tau,
+    }
+    betas: dict[str, Any] = {"beta_1": config.beta_1, "beta_2": config.beta_2}
+    factories: dict[str, Callable[[], Strategy]] = {
+        "fedavg": lambda: FedAvg(**common),
+        "fedprox": lambda: FedProx(**common, proximal_mu=config.train.proximal_mu),
+        "fedadam": lambda: FedAdam(**common, **adaptive, **betas),
+        "fedyogi": lambda: FedYogi(**common, **adaptive, **betas),
+        "fedadagrad": lambda: FedAdagrad(**common, **adaptive),
+    }
+    if config.strategy not in factories:
+        raise ConfigError(
+            f"unknown strategy {config.strategy!r}; allowed: {', '.join(STRATEGIES)}"
+        )
+    return factories[config.strategy]()
+
+
+def describe_failures(failures: Failures | EvalFailures) -> list[str]:
+    """One short line per failed hospital (status message or error)."""
+    lines = []
+    for failure in failures:
+        if isinstance(failure, BaseException):
+            lines.append(str(failure) or type(failure).__name__)
+        else:
+            proxy, res = failure
+            lines.append(f"node {proxy.node_id}: {res.status.message}")
+    return lines
+
+
+class RoundGuard(Strategy):
+    """Wrap a strategy: enforce a minimum of results, record metrics.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        The wrapped strategy.
+    min_results : int
+        Fewest successful results a train or evaluate round accepts.
+    num_rounds : int
+        Total rounds (passed on to the observer).
+    history : RunHistory
+        Where every round's metrics are recorded.
+    observer : RoundObserver, optional
+        Told about each finished round.
+
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        min_results: int,
+        num_rounds: int,
+        history: RunHistory,
+        observer: RoundObserver | None = None,
+    ) -> None:
+        super().__init__()
+        self.strategy = strategy
+        self.min_results = min_results
+        self.num_rounds = num_rounds
+        self.history = history
+        self.observer = observer
+
+    def __repr__(self) -> str:
+        return f"RoundGuard({self.strategy!r}, min_results={self.min_results})"
+
+    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
+        """Delegate to the wrapped strategy."""
+        return self.strategy.initialize_parameters(client_manager)
+
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
+        """Delegate to the wrapped strategy."""
+        return self.strategy.configure_fit(server_round, parameters, client_manager)
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: Failures,
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """Fail the run if too few hospitals trained; else record and delegate."""
+        self._check(server_round, "train", len(results), failures)
+        record = self.history.round(server_round)
+        for proxy, res in results:
+            hospital = str(res.metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))
+            record.train[hospital] = {
+                "train_loss": float(res.metrics.get(Key.TRAIN_LOSS, float("nan"))),
+                "num_examples": float(res.num_examples),
+            }
+        return self.strategy.aggregate_fit(server_round, results, failures)
+
+    def configure_evaluate(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        """Delegate to the wrapped strategy."""
+        return self.strategy.configure_evaluate(
+            server_round, parameters, client_manager
+        )
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: EvalFailures,
+    ) -> tuple[float | None, dict[str, Scalar]]:
+        """Fail the run if too few hospitals evaluated; else record metrics."""
+        self._check(server_round, "evaluate", len(results), failures)
+        record = self.history.round(server_round)
+        for proxy, res in results:
+            hospital = str(res.metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))
+            record.evaluate[hospital] = {
+                "accuracy": float(res.metrics.get(Key.ACCURACY, float("nan"))),
+                "auc": float(res.metrics.get(Key.AUC, float("nan"))),
+                "loss": float(res.loss),
+                "num_examples": float(res.num_examples),
+            }
+        loss, _ = self.strategy.aggregate_evaluate(server_round, results, failures)
+        summary = record.weighted()
+        log(
+            INFO,
+            "round %s: weighted accuracy %.4f, mean accuracy %.4f",
+            server_round,
+            summary["accuracy"],
+            record.mean()["accuracy"],
+        )
+        if self.observer is not None:
+            self.observer.on_round_end(record, self.num_rounds)
+        return loss, {f"weighted-{k}": v for k, v in summary.items()}
+
+    def evaluate(
+        self, server_round: int, parameters: Parameters
+    ) -> tuple[float, dict[str, Scalar]] | None:
+        """Delegate to the wrapped strategy (no central test set by default)."""
+        return self.strategy.evaluate(server_round, parameters)
+
+    def _check(
+        self, server_round: int, phase: str, received: int, failures: Any
+    ) -> None:
+        if received < self.min_results:
+            raise RoundFailedError(
+                server_round=server_round,
+                phase=phase,
+                received=received,
+                required=self.min_results,
+                failures=describe_failures(failures),
+            )

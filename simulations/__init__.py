@@ -1,0 +1,8 @@
+"""Many virtual hospitals on one machine: scenarios and ``hospfed-sim``.
+
+The Fed-Heart-Disease scenario runs the real four-hospital federation with
+Flower's simulation runtime (the same ServerApp and ClientApp a deployment
+runs), or trains the same model on the pooled data as the reference.
+"""
+
+import hospfed.common  # noqa: F401  (turns telemetry off before Flower loads)

@@ -1,0 +1,80 @@
+"""A rich progress display of a federated run, one line per round."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from hospfed.server.history import RoundRecord
+
+
+def _fmt(value: float) -> str:
+    return "  n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+class RoundProgress:
+    """Shows a progress bar over rounds and each round's per-hospital accuracy.
+
+    Parameters
+    ----------
+    num_rounds : int
+        Total rounds.
+    title : str
+        Shown beside the bar.
+    console : rich.console.Console, optional
+        Where to draw (default: stdout).
+
+    """
+
+    def __init__(
+        self, num_rounds: int, title: str, console: Console | None = None
+    ) -> None:
+        self.console = console or Console()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rounds"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task(title, total=num_rounds)
+
+    def __enter__(self) -> RoundProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def on_round_end(self, record: RoundRecord, num_rounds: int) -> None:
+        """Print the round's per-hospital accuracy and advance the bar."""
+        parts = [
+            f"{h} {_fmt(m['accuracy'])}" for h, m in sorted(record.evaluate.items())
+        ]
+        mean, weighted = record.mean(), record.weighted()
+        self.progress.console.print(
+            f"round {record.server_round:>3}/{num_rounds}  accuracy: "
+            + "  ".join(parts)
+            + f"  | mean {_fmt(mean['accuracy'])}"
+            + f"  weighted {_fmt(weighted['accuracy'])}"
+            + f"  weighted AUC {_fmt(weighted['auc'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        self.progress.update(self.task, completed=record.server_round)

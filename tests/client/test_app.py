@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+from flwr.app import Context, RecordDict
+
+from hospfed.client.app import (
+    HospitalClient,
+    hospital_seed,
+    settings_by_partition,
+    whitelisted,
+)
+from hospfed.client.data import NodeSettings
+from hospfed.common.errors import ConfigError
+from hospfed.common.heart import load_hospital
+from hospfed.common.model import ModelSpec, initial_weights
+from hospfed.common.protocol import METRIC_WHITELIST, encode_instructions
+from hospfed.common.training import TrainPlan
+
+
+def instructions(spec, server_round=1, **plan):
+    base = {"learning_rate": 0.01, "local_steps": 20, "batch_size": 4} | plan
+    return encode_instructions(TrainPlan(**base), spec, server_round)
+
+
+def test_fit_trains_on_local_data_and_reports_only_whitelisted_metrics():
+    spec = ModelSpec(13)
+    client = HospitalClient(load_hospital("switzerland"), "keras")
+    start = initial_weights(spec, 0)
+    weights, n, metrics = client.fit(start, instructions(spec))
+    assert n == 30
+    assert [w.shape for w in weights] == spec.weight_shapes()
+    assert not np.allclose(weights[0], start[0])
+    assert set(metrics) <= METRIC_WHITELIST
+    assert metrics["hospital"] == "switzerland"
+
+
+def test_evaluate_scores_the_global_model_on_the_local_test_set():
+    spec = ModelSpec(13)
+    client = HospitalClient(load_hospital("hungary"), "keras")
+    loss, n, metrics = client.evaluate(initial_weights(spec, 0), instructions(spec))
+    assert n == 89 and loss > 0
+    assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["auc"] <= 1
+
+
+def test_same_round_same_seed_gives_the_same_update():
+    spec = ModelSpec(13)
+    client = HospitalClient(load_hospital("va"), "keras")
+    start = initial_weights(spec, 0)
+    a, _, _ = client.fit(start, instructions(spec, 3))
+    b, _, _ = client.fit(start, instructions(spec, 3))
+    c, _, _ = client.fit(start, instructions(spec, 4))
+    assert np.array_equal(a[0], b[0]) and not np.array_equal(a[0], c[0])
+
+
+def test_hospitals_draw_different_batches_in_the_same_round():
+    assert hospital_seed(0, 1, "cleveland") != hospital_seed(0, 1, "hungary")
+
+
+def test_a_model_that_does_not_fit_the_data_is_refused():
+    spec = ModelSpec(9)
+    client = HospitalClient(load_hospital("va"), "keras")
+    with pytest.raises(
+        ConfigError, match="model takes 9 inputs but this hospital's data has 13"
+    ):
+        client.fit(initial_weights(spec, 0), instructions(spec))
+
+
+def test_non_whitelisted_metrics_never_leave():
+    with pytest.raises(ConfigError, match="not whitelisted"):
+        whitelisted({"hospital": "x", "patient-age": 54})
+
+
+def test_node_settings_need_a_hospital_and_a_known_backend():
+    with pytest.raises(ConfigError, match="node config has no 'hospital'"):
+        NodeSettings.from_mapping({})
+    with pytest.raises(ConfigError, match="backend: unknown value 'jax'"):
+        NodeSettings.from_mapping({"hospital": "va", "backend": "jax"})
+    assert NodeSettings.from_mapping({"hospital": "VA"}).hospital == "va"
+
+
+def test_simulation_maps_partition_ids_to_hospitals():
+    resolve = settings_by_partition(["cleveland", "va"])
+    context = Context(
+        run_id=1,
+        node_id=5,
+        node_config={"partition-id": 1},
+        state=RecordDict(),
+        run_config={},
+    )
+    assert resolve(context) == NodeSettings(hospital="va", backend="keras")

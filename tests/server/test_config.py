@@ -1,0 +1,57 @@
+import pytest
+
+from hospfed.common.errors import ConfigError
+from hospfed.server.config import RunConfig
+
+
+def test_defaults_are_flambys_fedavg():
+    config = RunConfig.from_mapping({})
+    assert (config.strategy, config.num_rounds) == ("fedavg", 15)
+    assert (
+        config.train.learning_rate,
+        config.train.local_steps,
+        config.train.batch_size,
+    ) == (0.001, 100, 4)
+    assert config.model.input_dim == 13 and config.out_dir is None
+
+
+def test_adaptive_strategies_use_flambys_fedyogi_settings():
+    config = RunConfig.from_mapping({"strategy": "FedYogi"})
+    assert config.strategy == "fedyogi"
+    assert config.train.learning_rate == 0.003162
+    assert (config.server_learning_rate, config.beta_1, config.beta_2, config.tau) == (
+        0.01,
+        0.9,
+        0.999,
+        1e-8,
+    )
+
+
+def test_fedprox_has_a_proximal_term_and_fedavg_none():
+    assert RunConfig.from_mapping({"strategy": "fedprox"}).train.proximal_mu > 0
+    assert RunConfig.from_mapping({}).train.proximal_mu == 0
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        (
+            {"strategy": "fedsgd"},
+            "strategy: unknown value 'fedsgd'; allowed: fedavg, "
+            "fedprox, fedadam, fedyogi, fedadagrad",
+        ),
+        ({"num-rounds": 0}, "num-rounds: must be >= 1, got 0"),
+        ({"num-rounds": "ten"}, "num-rounds: expected a whole number, got 'ten'"),
+        ({"learning-rate": -1}, "learning-rate: must be > 0"),
+        ({"model-hidden": "8,x"}, "model-hidden: expected comma-separated widths"),
+        ({"model-activation": "gelu"}, "model-activation: unknown value 'gelu'"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(mapping, message):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping(mapping)
+    assert message in str(info.value)
+
+
+def test_hidden_layers_are_parsed():
+    assert RunConfig.from_mapping({"model-hidden": "16,8"}).model.hidden == (16, 8)

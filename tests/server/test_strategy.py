@@ -1,0 +1,128 @@
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from flwr.common import Code, EvaluateRes, FitRes, Status, ndarrays_to_parameters
+from flwr.server.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
+
+from hospfed.common.errors import RoundFailedError
+from hospfed.common.model import initial_weights
+from hospfed.server.config import RunConfig
+from hospfed.server.history import RunHistory
+from hospfed.server.strategy import RoundGuard, build_strategy
+
+OK = Status(Code.OK, "")
+
+
+def proxy(node_id):
+    return SimpleNamespace(node_id=node_id)
+
+
+def fit_res(hospital, n, weights):
+    return FitRes(
+        OK,
+        ndarrays_to_parameters(weights),
+        n,
+        {"hospital": hospital, "train-loss": 0.5},
+    )
+
+
+def eval_res(hospital, n, accuracy, auc=0.8):
+    return EvaluateRes(
+        OK, 0.6, n, {"hospital": hospital, "accuracy": accuracy, "auc": auc}
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("fedavg", FedAvg),
+        ("fedprox", FedProx),
+        ("fedadam", FedAdam),
+        ("fedyogi", FedYogi),
+        ("fedadagrad", FedAdagrad),
+    ],
+)
+def test_factory_builds_each_strategy(name, cls):
+    config = RunConfig.from_mapping({"strategy": name, "min-hospitals": 3})
+    strategy = build_strategy(config, initial_weights(config.model, 0))
+    assert type(strategy) is cls
+    assert strategy.min_fit_clients == 3
+    instructions = strategy.on_fit_config_fn(4)
+    assert instructions["server-round"] == 4
+    assert instructions["learning-rate"] == config.train.learning_rate
+
+
+def test_adaptive_server_optimizer_settings_reach_flower():
+    config = RunConfig.from_mapping({"strategy": "fedyogi"})
+    strategy = build_strategy(config, initial_weights(config.model, 0))
+    assert (strategy.eta, strategy.beta_1, strategy.beta_2, strategy.tau) == (
+        0.01,
+        0.9,
+        0.999,
+        1e-8,
+    )
+
+
+def make_guard(min_results=2):
+    config = RunConfig.from_mapping({})
+    inner = build_strategy(config, initial_weights(config.model, 0))
+    history = RunHistory()
+    seen = []
+    observer = SimpleNamespace(on_round_end=lambda record, n: seen.append((record, n)))
+    guard = RoundGuard(
+        inner, min_results=min_results, num_rounds=5, history=history, observer=observer
+    )
+    return guard, history, seen, config
+
+
+def test_round_with_too_few_results_fails_naming_round_and_failures():
+    guard, *_ = make_guard(min_results=2)
+    weights = initial_weights(RunConfig.from_mapping({}).model, 0)
+    failures = [Exception("ClientApp raised: data file missing at hospital")]
+    with pytest.raises(RoundFailedError) as info:
+        guard.aggregate_fit(
+            7, [(proxy(1), fit_res("cleveland", 10, weights))], failures
+        )
+    message = str(info.value)
+    assert "round 7 (train) failed" in message
+    assert "received 1 results, needed at least 2" in message
+    assert "data file missing at hospital" in message
+    assert info.value.exit_code != 0
+
+
+def test_zero_results_fails_evaluation_too():
+    guard, *_ = make_guard(min_results=1)
+    with pytest.raises(RoundFailedError, match="round 2 \\(evaluate\\).*received 0"):
+        guard.aggregate_evaluate(2, [], [Exception("boom"), Exception("bang")])
+
+
+def test_guard_aggregates_and_records_every_hospital():
+    guard, history, seen, config = make_guard()
+    w = initial_weights(config.model, 0)
+    w2 = [x + 1 for x in w]
+    params, _ = guard.aggregate_fit(
+        1, [(proxy(1), fit_res("a", 10, w)), (proxy(2), fit_res("b", 30, w2))], []
+    )
+    from flwr.common import parameters_to_ndarrays
+
+    merged = parameters_to_ndarrays(params)
+    np.testing.assert_allclose(merged[0], w[0] + 0.75, rtol=1e-6)
+    loss, metrics = guard.aggregate_evaluate(
+        1,
+        [
+            (proxy(1), eval_res("a", 10, 0.5)),
+            (proxy(2), eval_res("b", 30, 0.9, math.nan)),
+        ],
+        [],
+    )
+    record = history.rounds[0]
+    assert set(record.train) == set(record.evaluate) == {"a", "b"}
+    assert record.mean()["accuracy"] == pytest.approx(0.7)
+    assert record.weighted()["accuracy"] == pytest.approx(0.8)
+    assert record.weighted()["auc"] == pytest.approx(0.8)  # NaN left out
+    assert metrics["weighted-accuracy"] == pytest.approx(0.8)
+    assert loss == pytest.approx(0.6)
+    assert seen == [(record, 5)]
+    assert record.to_json()["evaluate"]["b"]["auc"] is None

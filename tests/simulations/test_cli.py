@@ -1,0 +1,110 @@
+"""The three commands: help, one-line user errors with exit 2, pooled run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from hospfed.common.cli import run_app
+from hospfed.common.errors import RoundFailedError
+from hospfed.simulations.cli import main as sim_main
+
+BIN = Path(sys.executable).parent
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        sim_main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["heart", "--strategy", "fedsgd"],
+            "hospfed-sim: error: strategy: unknown value 'fedsgd'; allowed: fedavg, "
+            "fedprox, fedadam, fedyogi, fedadagrad",
+        ),
+        (
+            ["heart", "--rounds", "0"],
+            "hospfed-sim: error: Invalid value for '--rounds'",
+        ),
+        (
+            ["heart", "--rounds", "many"],
+            "hospfed-sim: error: Invalid value for '--rounds'",
+        ),
+        (
+            ["heart", "--min-hospitals", "5"],
+            "hospfed-sim: error: min-hospitals is 5 but the simulation has only 4 hospitals",
+        ),
+        (["lungs"], "hospfed-sim: error: No such command 'lungs'"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path):
+    code, _, err = run(
+        [*argv, "--out", str(tmp_path / "o")] if argv[0] == "heart" else argv, capsys
+    )
+    assert code == 2
+    assert err.startswith(message)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_failed_run_exits_non_zero_with_the_reason(capsys):
+    app = typer.Typer()
+
+    @app.command()
+    def go() -> None:
+        raise RoundFailedError(
+            server_round=2,
+            phase="train",
+            received=0,
+            required=4,
+            failures=["node 7: data missing"],
+        )
+
+    assert run_app(app, "prog", []) == 3
+    err = capsys.readouterr().err
+    assert (
+        "prog: error: round 2 (train) failed" in err and "node 7: data missing" in err
+    )
+
+
+@pytest.mark.parametrize("command", ["hospfed-sim", "hospfed-server", "hospfed-client"])
+def test_every_command_has_help(command):
+    done = subprocess.run(
+        [str(BIN / command), "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout
+
+
+def test_heart_help_lists_the_documented_flags():
+    done = subprocess.run(
+        [str(BIN / "hospfed-sim"), "heart", "--help"], capture_output=True, text=True
+    )
+    for flag in ("--rounds", "--strategy", "--seed", "--out", "--pooled"):
+        assert flag in done.stdout
+
+
+def test_pooled_reference_writes_a_results_directory(capsys, tmp_path):
+    code, out, _ = run(
+        ["heart", "--pooled", "--epochs", "3", "--out", str(tmp_path)], capsys
+    )
+    assert code == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["run"]["strategy"] == "pooled"
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3]
+    assert set(metrics["final"]["evaluate"]) == {
+        "cleveland",
+        "hungary",
+        "switzerland",
+        "va",
+    }
+    assert metrics["final"]["mean"]["accuracy"] > 0.6
+    assert "results:" in out and "mean" in out
