@@ -103,11 +103,26 @@ def describe_failures(failures: Failures | EvalFailures) -> list[str]:
     lines = []
     for failure in failures:
         if isinstance(failure, BaseException):
-            lines.append(str(failure) or type(failure).__name__)
+            # Flower wraps a client's error as Exception(Error(code, reason)).
+            error = failure.args[0] if failure.args else None
+            reason = str(getattr(error, "reason", failure))
+            lines.append(_short_reason(reason) or type(failure).__name__)
         else:
             proxy, res = failure
-            lines.append(f"node {proxy.node_id}: {res.status.message}")
+            lines.append(f"node {proxy.node_id}: {_short_reason(res.status.message)}")
     return lines
+
+
+def _short_reason(text: str, limit: int = 300) -> str:
+    """The client's own message out of Flower's error text (no traceback)."""
+    marker = "Message: "
+    if marker in text:
+        text = text[text.rindex(marker) + len(marker) :]
+        text = text.splitlines()[0].rstrip("'>")
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = lines[-1] if lines else ""
+    return text[:limit]
 
 
 class RoundGuard(Strategy):

@@ -39,7 +39,6 @@ def backend_config(num_hospitals: int, *, verbose: bool) -> dict[str, Any]:
         "init_args": {
             "num_cpus": cpus,
             "num_gpus": 0,
-            "_node_ip_address": "127.0.0.1",  # keep Ray's services on loopback
             "logging_level": logging.INFO if verbose else logging.ERROR,
             "log_to_driver": verbose,
         },
@@ -88,7 +87,9 @@ def run_federated(
     # Silence Ray's notice about GPU visibility: these runs use no GPU.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     run_simulation = flower_run_simulation()
-    logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.ERROR)
+    # Failures reach the user as one RoundFailedError; Flower's own error logs
+    # (with worker tracebacks) only with --verbose.
+    logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.CRITICAL)
     run_simulation(
         server_app=server_app,
         client_app=client_app,

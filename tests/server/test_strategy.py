@@ -126,3 +126,23 @@ def test_guard_aggregates_and_records_every_hospital():
     assert loss == pytest.approx(0.6)
     assert seen == [(record, 5)]
     assert record.to_json()["evaluate"]["b"]["auc"] is None
+
+
+def test_failures_are_described_by_the_clients_own_message_without_traceback():
+    from flwr.app import Error
+
+    from hospfed.server.strategy import describe_failures
+
+    reason = (
+        "<class 'ray.exceptions.RayTaskError'>:<'Traceback (most recent call last):\n"
+        '  File "x.py", line 1\nException ClientAppException occurred. '
+        "Message: unknown hospital 'nowhere'; the embedded federation has va\n'>"
+    )
+    failure = Exception(Error(code=2, reason=reason))
+    assert describe_failures([failure]) == [
+        "unknown hospital 'nowhere'; the embedded federation has va"
+    ]
+    bad_status = FitRes(
+        Status(Code.FIT_NOT_IMPLEMENTED, "budget exhausted"), None, 0, {}
+    )
+    assert describe_failures([(proxy(4), bad_status)]) == ["node 4: budget exhausted"]
