@@ -1,6 +1,6 @@
 # `make demo` and `make test` build .venv on first use (pinned by
 # constraints.txt), then run. `make bench` runs the side-by-side benchmarks.
-PYTHON ?= python3
+PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hospfed-installed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from flwr.app import Context
@@ -18,25 +17,59 @@ from flwr.client import Client, ClientApp, NumPyClient
 from flwr.common import NDArrays, Scalar
 
 from hospfed.client.data import NodeSettings, load_hospital_data
-from hospfed.common.backend import evaluate, get_backend
+from hospfed.common.backend import TrainingBackend, evaluate, get_backend
 from hospfed.common.errors import ConfigError
 from hospfed.common.heart import HospitalData
 from hospfed.common.protocol import (
     METRIC_WHITELIST,
     Key,
     decode_plan,
+    decode_round,
     decode_spec,
 )
 
 
 def hospital_seed(run_seed: int, server_round: int, hospital: str) -> int:
-    """Seed of one hospital's batch order in one round (distinct per pair)."""
+    """Seed one hospital's batch order in one round.
+
+    Parameters
+    ----------
+    run_seed : int
+        The run's seed, chosen by the coordinator.
+    server_round : int
+        The round.
+    hospital : str
+        The hospital's name.
+
+    Returns
+    -------
+    int
+        A seed distinct for every (run seed, round, hospital).
+
+    """
     entropy = [run_seed, server_round, zlib.crc32(hospital.encode())]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def whitelisted(metrics: Mapping[str, Scalar]) -> dict[str, Scalar]:
-    """Return ``metrics``; raise if any name is not whitelisted."""
+    """Pass metrics through the whitelist.
+
+    Parameters
+    ----------
+    metrics : Mapping
+        What the hospital is about to send.
+
+    Returns
+    -------
+    dict
+        The same metrics.
+
+    Raises
+    ------
+    ConfigError
+        If any name is not in :data:`~hospfed.common.protocol.METRIC_WHITELIST`.
+
+    """
     extra = set(metrics) - METRIC_WHITELIST
     if extra:
         raise ConfigError(f"metrics {sorted(extra)} are not whitelisted")
@@ -59,7 +92,9 @@ class HospitalClient(NumPyClient):
         self.data = data
         self.backend_name = backend_name
 
-    def _backend(self, config: Mapping[str, Scalar], parameters: NDArrays) -> Any:
+    def _backend(
+        self, config: Mapping[str, Scalar], parameters: NDArrays
+    ) -> TrainingBackend:
         spec = decode_spec(config)
         if spec.input_dim != self.data.num_features:
             raise ConfigError(
@@ -75,9 +110,8 @@ class HospitalClient(NumPyClient):
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         """Train the global model locally for one round."""
         backend = self._backend(config, parameters)
-        seed = hospital_seed(
-            int(config[Key.SEED]), int(config[Key.SERVER_ROUND]), self.data.hospital
-        )
+        server_round, run_seed = decode_round(config)
+        seed = hospital_seed(run_seed, server_round, self.data.hospital)
         loss = backend.train(
             self.data.x_train, self.data.y_train, decode_plan(config, seed=seed)
         )
@@ -112,7 +146,21 @@ def settings_from_node_config(context: Context) -> NodeSettings:
 def settings_by_partition(
     hospitals: Sequence[str], backend: str = "keras"
 ) -> SettingsResolver:
-    """Simulation: virtual node ``partition-id`` i is ``hospitals[i]``."""
+    """Map simulated nodes to hospitals: ``partition-id`` i is ``hospitals[i]``.
+
+    Parameters
+    ----------
+    hospitals : sequence of str
+        Hospital of each virtual node.
+    backend : str
+        Training backend of every node.
+
+    Returns
+    -------
+    callable
+        Context to :class:`NodeSettings`.
+
+    """
     names = tuple(hospitals)
 
     def resolve(context: Context) -> NodeSettings:
@@ -123,7 +171,20 @@ def settings_by_partition(
 
 
 def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> ClientApp:
-    """Return a ClientApp whose hospitals are found by ``resolve``."""
+    """Build the ClientApp.
+
+    Parameters
+    ----------
+    resolve : callable
+        Finds a node's :class:`NodeSettings` from its context (default: its
+        node config).
+
+    Returns
+    -------
+    ClientApp
+        Flower's ClientApp running :class:`HospitalClient`.
+
+    """
 
     def client_fn(context: Context) -> Client:
         settings = resolve(context)

@@ -36,17 +36,26 @@ def run_app(app: Any, prog: str, argv: list[str] | None = None) -> int:
     """
     try:
         result = app(args=argv, prog_name=prog, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError:
-        return EXIT_USAGE  # Typer has already shown the help
-    except click.UsageError as exc:
-        return fail(prog, exc.format_message(), EXIT_USAGE)
-    except click.exceptions.Abort:
-        return fail(prog, "aborted", 130)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except HospfedError as exc:
-        return fail(prog, str(exc), exc.exit_code)
+    except (click.ClickException, click.exceptions.Abort, HospfedError, OSError) as exc:
+        code, message = _code_and_message(exc)
+        return code if message is None else fail(prog, message, code)
     return result if isinstance(result, int) else 0
+
+
+def _code_and_message(exc: BaseException) -> tuple[int, str | None]:
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return EXIT_USAGE, None  # Typer has already shown the help
+    if isinstance(exc, click.UsageError):
+        return EXIT_USAGE, exc.format_message()
+    if isinstance(exc, click.ClickException):
+        return exc.exit_code, exc.format_message()
+    if isinstance(exc, click.exceptions.Abort):
+        return 130, "aborted"
+    if isinstance(exc, HospfedError):
+        return exc.exit_code, str(exc)
+    return 1, str(exc)  # OSError: disk full, permission denied, ...
 
 
 def fail(prog: str, message: str, code: int) -> int:

@@ -1,8 +1,8 @@
 """Atomic file writes: a reader sees the old file or the whole new one.
 
-Every file hospfed writes goes through :func:`atomic_write` (temporary file
-in the same directory, fsync, ``os.replace``), so a crash or an error never
-leaves partial output behind.
+Every file hospfed writes goes through :func:`atomic_write` or
+:func:`atomic_write_many` (temporary file in the same directory, fsync,
+``os.replace``), so a crash or an error never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from hospfed.common.errors import ConfigError
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -54,7 +56,9 @@ def atomic_write_many(directory: Path, files: dict[str, bytes]) -> None:
     """Write several files so that a failure leaves none of them half-done.
 
     Every file is first written and synced under a temporary name; only when
-    all are on disk are they renamed into place.
+    all are on disk are they renamed into place, one after the other (a
+    directory cannot be swapped atomically without moving away whatever else
+    the user keeps in it). A failure before the renames changes nothing.
 
     Parameters
     ----------
@@ -76,7 +80,42 @@ def atomic_write_many(directory: Path, files: dict[str, bytes]) -> None:
             staged[name] = _write_temp(directory, name, data, 0o644)
         for name, tmp in staged.items():
             os.replace(tmp, directory / name)
+        _fsync_dir(directory)
     finally:
         for tmp in staged.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_output_dir(path: Path) -> None:
+    """Check, before any work, that ``path`` can become a results directory.
+
+    Nothing is created: a run that fails later leaves no empty directory.
+
+    Parameters
+    ----------
+    path : Path
+        The directory to be written.
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` is a file, or neither it nor its nearest existing parent
+        is a writable directory.
+
+    """
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"output {path}: {existing} exists and is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output {path}: {existing} is not writable")

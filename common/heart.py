@@ -66,6 +66,8 @@ FEATURES: tuple[str, ...] = (
 )
 """The 13 model inputs, in FLamby's order (numeric columns, then dummies)."""
 
+NUMERIC_FEATURES = FEATURES[:8]
+
 CLINICAL_SCHEMA = DatasetSchema(
     name="fed-heart-disease-clinical",
     version=1,
@@ -267,9 +269,7 @@ def prepare_hospital(hospital: str, table: pd.DataFrame) -> HospitalData:
 
 def one_hot_features(kept: pd.DataFrame) -> np.ndarray:
     """Return the 13 :data:`FEATURES` of rows with no missing value."""
-    numeric = kept[
-        ["age", "sex", "trestbps", "chol", "fbs", "thalach", "exang", "oldpeak"]
-    ].to_numpy(dtype=np.float64)
+    numeric = kept[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
     cp = kept["cp"].to_numpy()
     restecg = kept["restecg"].to_numpy()
     dummies = np.stack(

@@ -47,7 +47,23 @@ METRIC_WHITELIST: frozenset[str] = frozenset(
 def encode_instructions(
     plan: TrainPlan, spec: ModelSpec, server_round: int
 ) -> dict[str, Scalar]:
-    """Flatten a round's instructions into a Flower config."""
+    """Flatten a round's instructions into a Flower config.
+
+    Parameters
+    ----------
+    plan : TrainPlan
+        Local training (its seed is the run's seed).
+    spec : ModelSpec
+        The model.
+    server_round : int
+        The round.
+
+    Returns
+    -------
+    dict
+        Config of :class:`Key` entries.
+
+    """
     return {
         Key.SERVER_ROUND: server_round,
         Key.LEARNING_RATE: plan.learning_rate,
@@ -61,7 +77,14 @@ def encode_instructions(
 
 
 def decode_spec(config: Mapping[str, Scalar]) -> ModelSpec:
-    """Read the model spec out of a round's config."""
+    """Read the model spec out of a round's config.
+
+    Raises
+    ------
+    ConfigError
+        If the spec is missing or malformed.
+
+    """
     try:
         raw = json.loads(str(config[Key.MODEL_SPEC]))
         return ModelSpec(
@@ -76,7 +99,14 @@ def decode_spec(config: Mapping[str, Scalar]) -> ModelSpec:
 
 
 def decode_plan(config: Mapping[str, Scalar], *, seed: int) -> TrainPlan:
-    """Read a round's :class:`TrainPlan`, with the hospital's own ``seed``."""
+    """Read a round's :class:`TrainPlan`, with the hospital's own ``seed``.
+
+    Raises
+    ------
+    ConfigError
+        If a key is missing or a value is not allowed.
+
+    """
     try:
         return TrainPlan(
             learning_rate=float(config[Key.LEARNING_RATE]),
@@ -88,3 +118,32 @@ def decode_plan(config: Mapping[str, Scalar], *, seed: int) -> TrainPlan:
         )
     except KeyError as exc:
         raise ConfigError(f"instructions are missing {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"instructions carry a bad value: {exc}") from exc
+
+
+def decode_round(config: Mapping[str, Scalar]) -> tuple[int, int]:
+    """Read ``(server round, run seed)`` from a round's config.
+
+    Parameters
+    ----------
+    config : Mapping
+        The round's instructions.
+
+    Returns
+    -------
+    tuple of int
+        The server round and the run's seed.
+
+    Raises
+    ------
+    ConfigError
+        If either is missing or not a whole number.
+
+    """
+    try:
+        return int(config[Key.SERVER_ROUND]), int(config[Key.SEED])
+    except KeyError as exc:
+        raise ConfigError(f"instructions are missing {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"instructions carry a bad value: {exc}") from exc

@@ -4,7 +4,8 @@ The run goes through Flower's legacy ``LegacyContext`` + ``DefaultWorkflow``,
 the path on which Flower 1.42 offers SecAgg+ (``SecAggPlusWorkflow`` as the
 fit workflow), so secure aggregation can be switched on by config without a
 second server path. ``app`` reads ``context.run_config`` (deployment, via
-``flwr run``); ``make_server_app`` binds a ready :class:`RunConfig` and an
+the ``hospfed.server.app:app`` a Flower deployment loads);
+``make_server_app`` binds a ready :class:`RunConfig` and an
 optional observer (the simulation's progress display).
 """
 
@@ -20,6 +21,7 @@ from flwr.common import log, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow
+from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 
 from hospfed.common.model import Weights, initial_weights
@@ -28,12 +30,21 @@ from hospfed.server.history import RoundObserver, RunHistory
 from hospfed.server.results import describe_run, write_results
 from hospfed.server.strategy import RoundGuard, build_strategy
 
-_PARAMS_RECORD = "parameters"  # flwr.server.workflow.constant.MAIN_PARAMS_RECORD
-
 
 @dataclass
 class RunResult:
-    """What a finished run produced."""
+    """What a finished run produced.
+
+    Attributes
+    ----------
+    history : RunHistory
+        Every round's metrics from every hospital.
+    weights : list of numpy.ndarray
+        Final global weights (canonical layout).
+    seconds : float
+        Wall time of the rounds.
+
+    """
 
     history: RunHistory
     weights: Weights
@@ -47,6 +58,23 @@ def run_federation(
     observer: RoundObserver | None = None,
 ) -> RunResult:
     """Run ``config.num_rounds`` federated rounds and write the results.
+
+    Parameters
+    ----------
+    grid : Grid
+        Flower's grid (deployment or simulation).
+    context : Context
+        The ServerApp's context.
+    config : RunConfig
+        The run.
+    observer : RoundObserver, optional
+        Told about each finished round.
+
+    Returns
+    -------
+    RunResult
+        History, final weights and wall time; also written to
+        ``config.out_dir`` when set.
 
     Raises
     ------
@@ -77,7 +105,7 @@ def run_federation(
         strategy=guard,
     )
     DefaultWorkflow()(grid, legacy)
-    record = legacy.state.array_records[_PARAMS_RECORD]
+    record = legacy.state.array_records[MAIN_PARAMS_RECORD]
     weights = parameters_to_ndarrays(
         compat.arrayrecord_to_parameters(record, keep_input=True)
     )

@@ -14,16 +14,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hospfed.common.metrics import Evaluation
+
 SUMMARY_METRICS = ("accuracy", "auc", "loss")
 
 
 @dataclass
 class RoundRecord:
-    """Metrics of one round."""
+    """Metrics of one round.
+
+    Attributes
+    ----------
+    server_round : int
+        The round (an epoch for the pooled reference).
+    train : dict
+        Hospital name to ``{"train_loss", "num_examples"}``.
+    evaluate : dict
+        Hospital name to ``{"accuracy", "auc", "loss", "num_examples"}`` on
+        that hospital's own test set.
+
+    """
 
     server_round: int
     train: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluate: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_training(self, hospital: str, loss: float, num_examples: int) -> None:
+        """Record one hospital's local training in this round."""
+        self.train[hospital] = {
+            "train_loss": float(loss),
+            "num_examples": float(num_examples),
+        }
+
+    def add_evaluation(self, hospital: str, score: Evaluation) -> None:
+        """Record one hospital's evaluation on its own test set."""
+        self.evaluate[hospital] = {
+            "accuracy": score.accuracy,
+            "auc": score.auc,
+            "loss": score.loss,
+            "num_examples": float(score.num_examples),
+        }
 
     def weighted(self) -> dict[str, float]:
         """Example-weighted mean of each evaluation metric over hospitals."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from hospfed.common.files import atomic_write_many
 from hospfed.common.model import Weights
+from hospfed.server.config import RunConfig
 from hospfed.server.history import RunHistory
 
 METRICS_FILE = "metrics.json"
@@ -64,7 +65,19 @@ def write_results(
 
 
 def load_weights(path: Path) -> Weights:
-    """Read ``model.npz`` back (never unpickles)."""
+    """Read ``model.npz`` back (never unpickles).
+
+    Parameters
+    ----------
+    path : Path
+        A ``model.npz`` written by :func:`write_results`.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The weights, in order.
+
+    """
     with np.load(path, allow_pickle=False) as archive:
         return [archive[f"w{i}"] for i in range(len(archive.files))]
 
@@ -108,8 +121,20 @@ def _curves_png(history: RunHistory, *, title: str) -> bytes:
     return buffer.getvalue()
 
 
-def describe_run(config: Any) -> dict[str, Any]:
-    """JSON-ready description of a :class:`RunConfig`."""
+def describe_run(config: RunConfig) -> dict[str, Any]:
+    """JSON-ready description of a run's configuration.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run.
+
+    Returns
+    -------
+    dict
+        Every setting, plus the initialisation scheme.
+
+    """
     data = asdict(config)
     data["out_dir"] = str(config.out_dir) if config.out_dir else None
     data["initialisation"] = "pytorch-linear-uniform"

@@ -11,6 +11,7 @@ N failures" and carries on), and records every hospital's metrics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from logging import INFO
 from typing import Any
@@ -37,6 +38,7 @@ from flwr.server.strategy import (
 )
 
 from hospfed.common.errors import ConfigError, RoundFailedError
+from hospfed.common.metrics import Evaluation
 from hospfed.common.model import Weights
 from hospfed.common.protocol import Key, encode_instructions
 from hospfed.server.config import STRATEGIES, RunConfig
@@ -99,7 +101,20 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
 
 
 def describe_failures(failures: Failures | EvalFailures) -> list[str]:
-    """One short line per failed hospital (status message or error)."""
+    """Describe each failure in one short line, without tracebacks.
+
+    Parameters
+    ----------
+    failures : list
+        Flower's failures: ``(proxy, result)`` with a non-OK status, or an
+        exception wrapping Flower's ``Error``.
+
+    Returns
+    -------
+    list of str
+        The client's own message for each failure.
+
+    """
     lines = []
     for failure in failures:
         if isinstance(failure, BaseException):
@@ -169,8 +184,12 @@ class RoundGuard(Strategy):
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        """Delegate to the wrapped strategy."""
-        return self.strategy.configure_fit(server_round, parameters, client_manager)
+        """Delegate; fail the run if fewer hospitals than the minimum are asked."""
+        instructions = self.strategy.configure_fit(
+            server_round, parameters, client_manager
+        )
+        self._check(server_round, "train", len(instructions), [], sampled=True)
+        return instructions
 
     def aggregate_fit(
         self,
@@ -182,20 +201,19 @@ class RoundGuard(Strategy):
         self._check(server_round, "train", len(results), failures)
         record = self.history.round(server_round)
         for proxy, res in results:
-            hospital = str(res.metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))
-            record.train[hospital] = {
-                "train_loss": float(res.metrics.get(Key.TRAIN_LOSS, float("nan"))),
-                "num_examples": float(res.num_examples),
-            }
+            loss = float(res.metrics.get(Key.TRAIN_LOSS, math.nan))
+            record.add_training(_hospital(proxy, res.metrics), loss, res.num_examples)
         return self.strategy.aggregate_fit(server_round, results, failures)
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        """Delegate to the wrapped strategy."""
-        return self.strategy.configure_evaluate(
+        """Delegate; fail the run if fewer hospitals than the minimum are asked."""
+        instructions = self.strategy.configure_evaluate(
             server_round, parameters, client_manager
         )
+        self._check(server_round, "evaluate", len(instructions), [], sampled=True)
+        return instructions
 
     def aggregate_evaluate(
         self,
@@ -207,13 +225,13 @@ class RoundGuard(Strategy):
         self._check(server_round, "evaluate", len(results), failures)
         record = self.history.round(server_round)
         for proxy, res in results:
-            hospital = str(res.metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))
-            record.evaluate[hospital] = {
-                "accuracy": float(res.metrics.get(Key.ACCURACY, float("nan"))),
-                "auc": float(res.metrics.get(Key.AUC, float("nan"))),
-                "loss": float(res.loss),
-                "num_examples": float(res.num_examples),
-            }
+            score = Evaluation(
+                loss=float(res.loss),
+                accuracy=float(res.metrics.get(Key.ACCURACY, math.nan)),
+                auc=float(res.metrics.get(Key.AUC, math.nan)),
+                num_examples=res.num_examples,
+            )
+            record.add_evaluation(_hospital(proxy, res.metrics), score)
         loss, _ = self.strategy.aggregate_evaluate(server_round, results, failures)
         summary = record.weighted()
         log(
@@ -234,13 +252,27 @@ class RoundGuard(Strategy):
         return self.strategy.evaluate(server_round, parameters)
 
     def _check(
-        self, server_round: int, phase: str, received: int, failures: Any
+        self,
+        server_round: int,
+        phase: str,
+        count: int,
+        failures: Failures | EvalFailures,
+        *,
+        sampled: bool = False,
     ) -> None:
-        if received < self.min_results:
-            raise RoundFailedError(
-                server_round=server_round,
-                phase=phase,
-                received=received,
-                required=self.min_results,
-                failures=describe_failures(failures),
-            )
+        if count >= self.min_results:
+            return
+        reasons = describe_failures(failures)
+        if sampled:  # Flower would skip the round silently
+            reasons = [f"only {count} hospitals available to sample"]
+        raise RoundFailedError(
+            server_round=server_round,
+            phase=phase,
+            received=count,
+            required=self.min_results,
+            failures=reasons,
+        )
+
+
+def _hospital(proxy: ClientProxy, metrics: dict[str, Scalar]) -> str:
+    return str(metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hospfed.common.cli import run_app
+from hospfed.common.files import check_output_dir
 from hospfed.common.heart import HOSPITALS
 from hospfed.server.app import RunResult
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES, RunConfig
@@ -74,6 +75,8 @@ def heart(
             "out-dir": str(out or Path("results") / f"heart-{name}"),
         }
     )
+    if config.out_dir is not None:
+        check_output_dir(config.out_dir)
     console = Console()
     title = f"Fed-Heart-Disease {name}, seed {seed}"
     start = time.perf_counter()

@@ -15,7 +15,14 @@ from typing import Any
 
 
 def flower_run_simulation() -> Callable[..., Any]:
-    """Return ``flwr.simulation.run_simulation``, imported without TensorFlow."""
+    """Import ``flwr.simulation.run_simulation`` without TensorFlow.
+
+    Returns
+    -------
+    callable
+        Flower's ``run_simulation``.
+
+    """
     if "flwr.simulation" in sys.modules or "tensorflow" in sys.modules:
         from flwr.simulation import run_simulation
 

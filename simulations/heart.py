@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from hospfed.client.app import make_client_app, settings_by_partition
-from hospfed.common.errors import ConfigError
+from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.heart import HOSPITALS, load_hospital, load_pooled
 from hospfed.common.model import initial_weights
 from hospfed.common.training import TrainPlan
@@ -29,10 +29,25 @@ from hospfed.server.results import describe_run, write_results
 from hospfed.simulations.flower import flower_run_simulation
 
 POOLED_EPOCHS = 50
+POOLED_LEARNING_RATE = 0.001  # FLamby's pooled Adam
 
 
 def backend_config(num_hospitals: int, *, verbose: bool) -> dict[str, Any]:
-    """Flower simulation resources: one CPU per worker, at most one per core."""
+    """Flower simulation resources: one CPU per worker, at most one per core.
+
+    Parameters
+    ----------
+    num_hospitals : int
+        Virtual hospitals in the run.
+    verbose : bool
+        Let Ray log to the terminal.
+
+    Returns
+    -------
+    dict
+        ``backend_config`` for ``run_simulation``.
+
+    """
     cpus = max(1, min(num_hospitals, os.cpu_count() or 1))
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -89,16 +104,24 @@ def run_federated(
     run_simulation = flower_run_simulation()
     # Failures reach the user as one RoundFailedError; Flower's own error logs
     # (with worker tracebacks) only with --verbose.
-    logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.CRITICAL)
-    run_simulation(
-        server_app=server_app,
-        client_app=client_app,
-        num_supernodes=len(hospitals),
-        backend_config=backend_config(len(hospitals), verbose=verbose),
-        verbose_logging=verbose,
-    )
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    flwr_logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
+    try:
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=len(hospitals),
+            backend_config=backend_config(len(hospitals), verbose=verbose),
+            verbose_logging=verbose,
+        )
+    finally:
+        flwr_logger.setLevel(level)
     if not results:
-        raise RuntimeError("the simulation ended without a result")
+        raise HospfedError(
+            "the simulation ended without a result; rerun with --verbose to see "
+            "Flower's and Ray's logs"
+        )
     return results[0]
 
 
@@ -113,6 +136,21 @@ def run_pooled(
     Each epoch is recorded as a round, evaluated on every hospital's test
     set. Uses Adam (learning rate 0.001, batch size from ``config``), the
     same model spec and initial weights as the federated run.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Supplies model, seed, batch size and output directory.
+    epochs : int
+        Passes over the pooled training data.
+    observer : RoundObserver, optional
+        Told about each epoch.
+
+    Returns
+    -------
+    RunResult
+        Per-epoch history and final weights.
+
     """
     from hospfed.common.backend import evaluate, get_backend
 
@@ -124,7 +162,7 @@ def run_pooled(
     history = RunHistory()
     for epoch in range(1, epochs + 1):
         plan = TrainPlan(
-            learning_rate=0.001,
+            learning_rate=POOLED_LEARNING_RATE,
             local_steps=steps,
             batch_size=config.train.batch_size,
             optimizer="adam",
@@ -133,18 +171,11 @@ def run_pooled(
         )
         loss = backend.train(pooled.x_train, pooled.y_train, plan)
         record = history.round(epoch)
-        record.train["pooled"] = {
-            "train_loss": loss,
-            "num_examples": float(len(pooled.y_train)),
-        }
+        record.add_training("pooled", loss, len(pooled.y_train))
         for part in parts:
-            score = evaluate(backend, part.x_test, part.y_test)
-            record.evaluate[part.hospital] = {
-                "accuracy": score.accuracy,
-                "auc": score.auc,
-                "loss": score.loss,
-                "num_examples": float(score.num_examples),
-            }
+            record.add_evaluation(
+                part.hospital, evaluate(backend, part.x_test, part.y_test)
+            )
         if observer is not None:
             observer.on_round_end(record, epochs)
     result = RunResult(history, backend.get_weights(), time.perf_counter() - start)
@@ -153,7 +184,7 @@ def run_pooled(
         run |= {
             "seconds": result.seconds,
             "optimizer": "adam",
-            "learning_rate": 0.001,
+            "learning_rate": POOLED_LEARNING_RATE,
             "title": "Fed-Heart-Disease, pooled reference",
         }
         write_results(config.out_dir, history=history, weights=result.weights, run=run)

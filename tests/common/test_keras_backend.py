@@ -46,9 +46,17 @@ def test_weights_round_trip_in_canonical_layout():
     assert all(np.array_equal(a, b) for a, b in zip(got, weights, strict=True))
 
 
-def test_backend_is_built_once_per_process():
-    spec = ModelSpec(13)
-    assert get_backend("keras", spec) is get_backend("keras", spec)
+def test_backend_is_built_once_per_process_and_traced_once():
+    spec = ModelSpec(13, hidden=(3,))
+    backend = get_backend("keras", spec)
+    assert get_backend("keras", spec) is backend
+    backend.set_weights(initial_weights(spec, 0))
+    for hospital, steps in (("cleveland", 5), ("switzerland", 7), ("va", 3)):
+        data = load_hospital(hospital)
+        backend.train(data.x_train, data.y_train, TrainPlan(0.01, steps, 4))
+        backend.predict_proba(data.x_test)
+    assert backend._train_fns["sgd"].experimental_get_tracing_count() == 1
+    assert backend._predict_fn.experimental_get_tracing_count() == 1
 
 
 def test_unknown_backend():

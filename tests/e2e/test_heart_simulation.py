@@ -56,37 +56,32 @@ def test_heart_simulation_writes_every_round_of_every_hospital(tmp_path):
     )
 
 
+# The real command, with the fourth virtual hospital pointed at data that does
+# not exist: its ClientApp fails in the worker, as a hospital with a missing
+# data file would.
 FAILING_RUN = textwrap.dedent("""
-    import sys
-    from hospfed.common.errors import HospfedError
-    from hospfed.server.config import RunConfig
-    from hospfed.simulations.heart import run_federated
-    config = RunConfig.from_mapping({"num-rounds": 2, "min-hospitals": 4})
-    try:
-        run_federated(config, hospitals=("cleveland", "hungary", "switzerland", "nowhere"))
-    except HospfedError as exc:
-        print(f"FAILED: {exc}")
-        sys.exit(exc.exit_code)
-    print("finished")
+    import functools
+    from hospfed.simulations import cli
+    cli.run_federated = functools.partial(
+        cli.run_federated, hospitals=("cleveland", "hungary", "switzerland", "nowhere")
+    )
+    cli.main(["heart", "--rounds", "2", "--out", "OUT"])
 """)
 
 
-def test_a_round_with_a_failed_hospital_fails_the_run_loudly(tmp_path):
+def test_a_round_with_a_failed_hospital_fails_the_command_loudly(tmp_path):
+    script = FAILING_RUN.replace("OUT", str(tmp_path / "out"))
     done = subprocess.run(
-        [sys.executable, "-c", FAILING_RUN],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 3, done.stdout + done.stderr[-3000:]
-    assert (
-        "FAILED: round 1 (train) failed: received 3 results, needed at least 4"
-        in done.stdout
+    assert done.stderr == (
+        "hospfed-sim: error: round 1 (train) failed: received 3 results, needed at "
+        "least 4; 1 failures: unknown hospital 'nowhere'; the embedded federation "
+        "has cleveland, hungary, switzerland, va\n"
     )
-    assert "unknown hospital 'nowhere'" in done.stdout
-    assert "Traceback" not in done.stdout and len(done.stdout) < 600
-    assert "finished" not in done.stdout
+    assert "Traceback" not in done.stdout
+    assert not (tmp_path / "out").exists()
 
 
 def test_simulation_driver_does_not_import_tensorflow():

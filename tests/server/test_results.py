@@ -49,7 +49,7 @@ def test_results_directory_has_metrics_model_and_curves(tmp_path):
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "model.npz").mkdir()  # os.replace onto a directory fails
+    (out / "model.npz").mkdir()  # refused before any file is renamed
     (out / "metrics.json").write_text("old")
     with pytest.raises(OSError, match="model.npz"):
         write_results(out, history=history(), weights=[np.zeros(2)], run={})

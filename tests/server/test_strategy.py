@@ -146,3 +146,16 @@ def test_failures_are_described_by_the_clients_own_message_without_traceback():
         Status(Code.FIT_NOT_IMPLEMENTED, "budget exhausted"), None, 0, {}
     )
     assert describe_failures([(proxy(4), bad_status)]) == ["node 4: budget exhausted"]
+
+
+def test_a_round_that_cannot_sample_enough_hospitals_fails_instead_of_skipping():
+    from flwr.server.client_manager import SimpleClientManager
+
+    guard, *_ = make_guard(min_results=2)
+    manager = SimpleClientManager()
+    manager.sample = lambda *args, **kwargs: []  # Flower's give-up after waiting
+    params = guard.initialize_parameters(manager)
+    with pytest.raises(RoundFailedError, match="round 3 \\(train\\).*only 0 hospitals"):
+        guard.configure_fit(3, params, manager)
+    with pytest.raises(RoundFailedError, match="round 3 \\(evaluate\\)"):
+        guard.configure_evaluate(3, params, manager)

@@ -126,3 +126,15 @@ def test_a_schema_mismatch_stops_the_run_before_it_starts(
     assert code == 2
     assert err == "hospfed-sim: error: column 'age': 1 values outside [0, 120]\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unusable_output_path_is_refused_before_training(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, out, err = run(["heart", "--pooled", "--out", str(blocker / "run")], capsys)
+    assert code == 2
+    assert err == (
+        f"hospfed-sim: error: output {blocker / 'run'}: {blocker} exists and is not "
+        "a directory\n"
+    )
+    assert "round" not in out
