@@ -17,16 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hospfed.client.data import NodeSettings, load_hospital_data
-from hospfed.common.cli import run_app
+from hospfed.common.cli import make_app, run_app
 from hospfed.common.heart import HOSPITALS
 
 PROG = "hospfed-client"
-app = typer.Typer(
-    help="The hospital side of hospfed: runs next to the hospital's data.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = make_app("The hospital side of hospfed: runs next to the hospital's data.")
 
 
 @app.command()

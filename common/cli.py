@@ -12,8 +12,33 @@ import sys
 from typing import Any
 
 import click
+import typer
 
 from hospfed.common.errors import EXIT_USAGE, HospfedError
+
+
+def make_app(help_text: str) -> typer.Typer:
+    """Build a hospfed command group: help on every command, no tracebacks.
+
+    Parameters
+    ----------
+    help_text : str
+        One line saying what the command is for.
+
+    Returns
+    -------
+    typer.Typer
+        A Typer app whose subcommands are always named (even if only one).
+
+    """
+    app = typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(lambda: None)  # keep subcommand names with one command
+    return app
 
 
 def run_app(app: Any, prog: str, argv: list[str] | None = None) -> int:

@@ -13,23 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from hospfed.common.cli import run_app
+from hospfed.common.cli import make_app, run_app
 from hospfed.common.errors import ConfigError
 from hospfed.server.config import RunConfig
 from hospfed.server.results import describe_run
 
 PROG = "hospfed-server"
-app = typer.Typer(
-    help="The coordinator side of hospfed: the central server and training runs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """The coordinator side of hospfed: the central server and training runs."""
+app = make_app("The coordinator side of hospfed: the central server and training runs.")
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, Any]:

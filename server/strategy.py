@@ -79,6 +79,8 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
         "on_evaluate_config_fn": instructions,
         "initial_parameters": ndarrays_to_parameters(initial),
         "accept_failures": True,
+        "fit_metrics_aggregation_fn": _weighted_train_loss,
+        "evaluate_metrics_aggregation_fn": _no_metrics,  # RoundGuard summarises
     }
     adaptive: dict[str, Any] = {
         "eta": config.server_learning_rate,
@@ -98,6 +100,18 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
             f"unknown strategy {config.strategy!r}; allowed: {', '.join(STRATEGIES)}"
         )
     return factories[config.strategy]()
+
+
+def _weighted_train_loss(
+    results: list[tuple[int, dict[str, Scalar]]],
+) -> dict[str, Scalar]:
+    total = sum(n for n, _ in results)
+    loss = sum(n * float(m.get(Key.TRAIN_LOSS, 0.0)) for n, m in results)
+    return {Key.TRAIN_LOSS: loss / total} if total else {}
+
+
+def _no_metrics(results: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
+    return {}
 
 
 def describe_failures(failures: Failures | EvalFailures) -> list[str]:

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hospfed.common.cli import run_app
+from hospfed.common.cli import make_app, run_app
 from hospfed.common.files import check_output_dir
 from hospfed.common.heart import HOSPITALS
 from hospfed.server.app import RunResult
@@ -25,17 +25,7 @@ from hospfed.simulations.heart import POOLED_EPOCHS, run_federated, run_pooled
 from hospfed.simulations.progress import RoundProgress
 
 PROG = "hospfed-sim"
-app = typer.Typer(
-    help="Run many virtual hospitals on one machine (research and demo).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """Run many virtual hospitals on one machine (research and demo)."""
+app = make_app("Run many virtual hospitals on one machine (research and demo).")
 
 
 @app.command()

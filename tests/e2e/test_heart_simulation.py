@@ -75,11 +75,13 @@ def test_a_round_with_a_failed_hospital_fails_the_command_loudly(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 3, done.stdout + done.stderr[-3000:]
-    assert done.stderr == (
+    # hospfed's own output is this one line; Ray may add warnings of its own.
+    assert done.stderr.splitlines()[-1] == (
         "hospfed-sim: error: round 1 (train) failed: received 3 results, needed at "
         "least 4; 1 failures: unknown hospital 'nowhere'; the embedded federation "
-        "has cleveland, hungary, switzerland, va\n"
+        "has cleveland, hungary, switzerland, va"
     )
+    assert "Traceback" not in done.stderr
     assert "Traceback" not in done.stdout
     assert not (tmp_path / "out").exists()
 

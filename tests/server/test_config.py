@@ -55,3 +55,17 @@ def test_bad_values_name_the_key_and_what_is_allowed(mapping, message):
 
 def test_hidden_layers_are_parsed():
     assert RunConfig.from_mapping({"model-hidden": "16,8"}).model.hidden == (16, 8)
+
+
+def test_adaptive_server_learning_rates_differ_by_strategy():
+    rates = {
+        s: RunConfig.from_mapping({"strategy": s}).server_learning_rate
+        for s in ("fedyogi", "fedadam", "fedadagrad")
+    }
+    assert rates == {"fedyogi": 0.01, "fedadam": 0.03, "fedadagrad": 0.1}
+    assert (
+        RunConfig.from_mapping(
+            {"strategy": "fedadam", "server-learning-rate": 0.2}
+        ).server_learning_rate
+        == 0.2
+    )
