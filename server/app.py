@@ -111,7 +111,8 @@ def run_federation(
     )
     result = RunResult(history, weights, time.perf_counter() - start)
     if config.out_dir is not None:
-        run = describe_run(config) | {"seconds": result.seconds}
+        title = f"{config.strategy}, {config.num_rounds} rounds, seed {config.seed}"
+        run = describe_run(config) | {"seconds": result.seconds, "title": title}
         write_results(config.out_dir, history=history, weights=weights, run=run)
         log(INFO, "run_federation: results written to %s", config.out_dir)
     return result
