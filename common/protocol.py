@@ -9,7 +9,8 @@ else it computes (and no patient value) can leave it through metrics.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict
 
 from hospfed.common.errors import ConfigError
@@ -107,7 +108,7 @@ def decode_plan(config: Mapping[str, Scalar], *, seed: int) -> TrainPlan:
         If a key is missing or a value is not allowed.
 
     """
-    try:
+    with _instruction_errors():
         return TrainPlan(
             learning_rate=float(config[Key.LEARNING_RATE]),
             local_steps=int(config[Key.LOCAL_STEPS]),
@@ -116,10 +117,6 @@ def decode_plan(config: Mapping[str, Scalar], *, seed: int) -> TrainPlan:
             proximal_mu=float(config[Key.PROXIMAL_MU]),
             seed=seed,
         )
-    except KeyError as exc:
-        raise ConfigError(f"instructions are missing {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"instructions carry a bad value: {exc}") from exc
 
 
 def decode_round(config: Mapping[str, Scalar]) -> tuple[int, int]:
@@ -141,8 +138,15 @@ def decode_round(config: Mapping[str, Scalar]) -> tuple[int, int]:
         If either is missing or not a whole number.
 
     """
-    try:
+    with _instruction_errors():
         return int(config[Key.SERVER_ROUND]), int(config[Key.SEED])
+
+
+@contextmanager
+def _instruction_errors() -> Iterator[None]:
+    """Turn a missing key or a bad value in the instructions into ConfigError."""
+    try:
+        yield
     except KeyError as exc:
         raise ConfigError(f"instructions are missing {exc}") from exc
     except (TypeError, ValueError) as exc:
