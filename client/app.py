@@ -17,6 +17,7 @@ from flwr.client import Client, ClientApp, NumPyClient
 from flwr.common import NDArrays, Scalar
 
 from hospfed.client.data import NodeSettings, load_hospital_data
+from hospfed.client.privacy import HospitalPrivacy
 from hospfed.common.backend import TrainingBackend, evaluate, get_backend
 from hospfed.common.errors import ConfigError
 from hospfed.common.heart import HospitalData
@@ -83,14 +84,27 @@ class HospitalClient(NumPyClient):
     ----------
     data : HospitalData
         The hospital's prepared train and test sets.
-    backend_name : str
-        Which training backend to use.
+    settings : NodeSettings
+        Backend and privacy settings of this hospital.
+    run : str
+        Identifier of the federation run (recorded in the privacy ledger).
+
+    Notes
+    -----
+    With DP on, the training loss is not reported: it is a statistic of
+    the training records that DP-SGD does not cover.
 
     """
 
-    def __init__(self, data: HospitalData, backend_name: str) -> None:
+    def __init__(self, data: HospitalData, settings: NodeSettings, run: str) -> None:
         self.data = data
-        self.backend_name = backend_name
+        self.backend_name = settings.backend
+        self.run = run
+        self.privacy: HospitalPrivacy | None = None
+        if settings.privacy is not None and settings.state_dir is not None:
+            self.privacy = HospitalPrivacy(
+                settings.privacy, settings.state_dir, data.fingerprint()
+            )
 
     def _backend(
         self, config: Mapping[str, Scalar], parameters: NDArrays
@@ -112,13 +126,19 @@ class HospitalClient(NumPyClient):
         backend = self._backend(config, parameters)
         server_round, run_seed = decode_round(config)
         seed = hospital_seed(run_seed, server_round, self.data.hospital)
-        loss = backend.train(
-            self.data.x_train, self.data.y_train, decode_plan(config, seed=seed)
-        )
-        metrics: dict[str, Scalar] = {
-            Key.HOSPITAL: self.data.hospital,
-            Key.TRAIN_LOSS: loss,
-        }
+        plan = decode_plan(config, seed=seed)
+        metrics: dict[str, Scalar] = {Key.HOSPITAL: self.data.hospital}
+        if self.privacy is None:
+            loss = backend.train(self.data.x_train, self.data.y_train, plan)
+            metrics[Key.TRAIN_LOSS] = loss
+        else:
+            authorised = self.privacy.authorise(
+                plan, num_examples=len(self.data.y_train), server_round=server_round
+            )
+            backend.train(self.data.x_train, self.data.y_train, plan, authorised.step)
+            metrics[Key.EPSILON] = self.privacy.record(
+                authorised, run=self.run, server_round=server_round
+            )
         return backend.get_weights(), len(self.data.y_train), whitelisted(metrics)
 
     def evaluate(
@@ -143,17 +163,13 @@ def settings_from_node_config(context: Context) -> NodeSettings:
     return NodeSettings.from_mapping(context.node_config)
 
 
-def settings_by_partition(
-    hospitals: Sequence[str], backend: str = "keras"
-) -> SettingsResolver:
-    """Map simulated nodes to hospitals: ``partition-id`` i is ``hospitals[i]``.
+def settings_by_partition(nodes: Sequence[NodeSettings]) -> SettingsResolver:
+    """Map simulated nodes to hospitals: ``partition-id`` i gets ``nodes[i]``.
 
     Parameters
     ----------
-    hospitals : sequence of str
-        Hospital of each virtual node.
-    backend : str
-        Training backend of every node.
+    nodes : sequence of NodeSettings
+        Settings of each virtual node.
 
     Returns
     -------
@@ -161,11 +177,10 @@ def settings_by_partition(
         Context to :class:`NodeSettings`.
 
     """
-    names = tuple(hospitals)
+    table = tuple(nodes)
 
     def resolve(context: Context) -> NodeSettings:
-        index = int(context.node_config["partition-id"])
-        return NodeSettings(hospital=names[index], backend=backend)
+        return table[int(context.node_config["partition-id"])]
 
     return resolve
 
@@ -189,7 +204,7 @@ def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> Cl
     def client_fn(context: Context) -> Client:
         settings = resolve(context)
         return HospitalClient(
-            load_hospital_data(settings), settings.backend
+            load_hospital_data(settings), settings, str(context.run_id)
         ).to_client()
 
     return ClientApp(client_fn=client_fn)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hospfed.common.backend import BACKENDS
 from hospfed.common.config import get_choice
 from hospfed.common.errors import ConfigError
 from hospfed.common.heart import HOSPITALS, HospitalData, load_hospital
+from hospfed.common.privacy import PrivacySettings
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,25 @@ class NodeSettings:
         Which data this node trains on.
     backend : str
         Training backend, one of :data:`~hospfed.common.backend.BACKENDS`.
+    privacy : PrivacySettings or None
+        The hospital's own DP-SGD budget and settings; None trains
+        without differential privacy.
+    state_dir : Path or None
+        Where the hospital keeps its privacy ledger (required with DP).
 
     """
 
     hospital: str
     backend: str
+    privacy: PrivacySettings | None = None
+    state_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.privacy is not None and self.state_dir is None:
+            raise ConfigError(
+                "node config sets 'epsilon' but no 'state-dir': DP needs a "
+                "directory for the hospital's privacy ledger"
+            )
 
     @classmethod
     def from_mapping(cls, node_config: Mapping[str, Any]) -> NodeSettings:
@@ -44,7 +60,13 @@ class NodeSettings:
                 f"--node-config 'hospital=\"NAME\"' (one of {', '.join(HOSPITALS)})"
             )
         backend = get_choice(node_config, "backend", "keras", BACKENDS)
-        return cls(hospital=hospital, backend=backend)
+        state_dir = str(node_config.get("state-dir", "")).strip()
+        return cls(
+            hospital=hospital,
+            backend=backend,
+            privacy=PrivacySettings.from_mapping(node_config),
+            state_dir=Path(state_dir).expanduser() if state_dir else None,
+        )
 
 
 def load_hospital_data(settings: NodeSettings) -> HospitalData:

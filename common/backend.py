@@ -18,9 +18,10 @@ import numpy as np
 from hospfed.common.errors import ConfigError
 from hospfed.common.metrics import Evaluation, evaluate_probabilities
 from hospfed.common.model import ModelSpec, Weights
+from hospfed.common.privacy import DpStep
 from hospfed.common.training import TrainPlan
 
-BACKENDS: tuple[str, ...] = ("keras",)
+BACKENDS: tuple[str, ...] = ("keras", "torch")
 """Names accepted by :func:`get_backend`."""
 
 
@@ -37,8 +38,24 @@ class TrainingBackend(Protocol):
         """Load weights given in the canonical layout."""
         ...
 
-    def train(self, x: np.ndarray, y: np.ndarray, plan: TrainPlan) -> float:
-        """Run one round of local training; return the mean training loss."""
+    def train(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        plan: TrainPlan,
+        privacy: DpStep | None = None,
+    ) -> float:
+        """Run one round of local training; return the mean training loss.
+
+        With ``privacy``, every step is a DP-SGD step (Poisson sampling,
+        per-example clipping, Gaussian noise) as :class:`DpStep` describes.
+        """
+        ...
+
+    def clipped_gradient_sum(
+        self, x: np.ndarray, y: np.ndarray, *, clip_norm: float
+    ) -> Weights:
+        """Return the sum of per-example gradients clipped to ``clip_norm``."""
         ...
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -76,6 +93,10 @@ def _build(name: str, spec: ModelSpec) -> TrainingBackend:
         from hospfed.common.keras_backend import KerasBackend
 
         return KerasBackend(spec)
+    if name == "torch":
+        from hospfed.common.torch_backend import TorchBackend
+
+        return TorchBackend(spec)
     raise ConfigError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
 
 

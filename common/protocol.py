@@ -37,10 +37,11 @@ class Key:
     AUC = "auc"
     LOSS = "loss"
     TRAIN_LOSS = "train-loss"
+    EPSILON = "epsilon-spent"
 
 
 METRIC_WHITELIST: frozenset[str] = frozenset(
-    {Key.HOSPITAL, Key.ACCURACY, Key.AUC, Key.LOSS, Key.TRAIN_LOSS}
+    {Key.HOSPITAL, Key.ACCURACY, Key.AUC, Key.LOSS, Key.TRAIN_LOSS, Key.EPSILON}
 )
 """The only metric names a hospital may send."""
 

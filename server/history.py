@@ -28,23 +28,46 @@ class RoundRecord:
     server_round : int
         The round (an epoch for the pooled reference).
     train : dict
-        Hospital name to ``{"train_loss", "num_examples"}``.
+        Hospital name to ``{"train_loss", "num_examples"}``, plus
+        ``"epsilon"`` (DP spent so far) for a private hospital.
     evaluate : dict
         Hospital name to ``{"accuracy", "auc", "loss", "num_examples"}`` on
         that hospital's own test set.
+    declined : list of str
+        Hospitals that did not take part in training, each with its reason
+        (e.g. its privacy budget).
 
     """
 
     server_round: int
     train: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluate: dict[str, dict[str, float]] = field(default_factory=dict)
+    declined: list[str] = field(default_factory=list)
 
-    def add_training(self, hospital: str, loss: float, num_examples: int) -> None:
+    def add_training(
+        self,
+        hospital: str,
+        loss: float,
+        num_examples: int,
+        *,
+        epsilon: float | None = None,
+    ) -> None:
         """Record one hospital's local training in this round."""
         self.train[hospital] = {
             "train_loss": float(loss),
             "num_examples": float(num_examples),
         }
+        if epsilon is not None:
+            self.train[hospital]["epsilon"] = float(epsilon)
+
+    def epsilons(self) -> dict[str, float]:
+        """Epsilon spent so far by each private hospital that trained."""
+        return {h: m["epsilon"] for h, m in self.train.items() if "epsilon" in m}
+
+    def max_epsilon(self) -> float | None:
+        """The largest epsilon any hospital has spent (None: none private)."""
+        values = self.epsilons().values()
+        return max(values) if values else None
 
     def add_evaluation(self, hospital: str, score: Evaluation) -> None:
         """Record one hospital's evaluation on its own test set."""
@@ -76,6 +99,8 @@ class RoundRecord:
                 "evaluate": self.evaluate,
                 "weighted": self.weighted(),
                 "mean": self.mean(),
+                "epsilon": {"max": self.max_epsilon(), **self.epsilons()},
+                "declined": self.declined,
             }
         )
         return cleaned

@@ -53,6 +53,7 @@ def write_results(
     final = history.final()
     metrics = {
         "run": run,
+        "privacy": privacy_summary(history),
         "final": final.to_json() if final else None,
         "rounds": history.to_json(),
     }
@@ -62,6 +63,34 @@ def write_results(
         CURVES_FILE: _curves_png(history, title=str(run.get("title", ""))),
     }
     atomic_write_many(out_dir, files)
+
+
+def privacy_summary(history: RunHistory) -> dict[str, Any]:
+    """Each hospital's last reported epsilon, and who trained without DP.
+
+    Parameters
+    ----------
+    history : RunHistory
+        The run's rounds.
+
+    Returns
+    -------
+    dict
+        ``max_epsilon`` (None when no hospital used DP), ``epsilon`` per
+        private hospital, and ``non_private``: hospitals that trained
+        without differential privacy.
+
+    """
+    latest: dict[str, float] = {}
+    trained: set[str] = set()
+    for record in history.rounds:
+        trained |= set(record.train)
+        latest |= record.epsilons()
+    return {
+        "max_epsilon": max(latest.values()) if latest else None,
+        "epsilon": latest,
+        "non_private": sorted(trained - set(latest)),
+    }
 
 
 def load_weights(path: Path) -> Weights:
@@ -95,11 +124,12 @@ def _curves_png(history: RunHistory, *, title: str) -> bytes:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = figure.subplots(1, 2)
+    private = any(r.epsilons() for r in history.rounds)
+    figure = Figure(figsize=(16 if private else 11, 4.2), layout="constrained")
+    axes = figure.subplots(1, 3 if private else 2)
     rounds = [r for r in history.rounds if r.evaluate]
     hospitals = sorted({h for r in rounds for h in r.evaluate})
-    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=False):
         for hospital in hospitals:
             points = [
                 (r.server_round, r.evaluate[hospital][metric])
@@ -114,11 +144,28 @@ def _curves_png(history: RunHistory, *, title: str) -> bytes:
         ax.set_xlabel("round")
         ax.set_ylabel(f"local test {metric}")
         ax.grid(alpha=0.3)
+    if private:
+        _epsilon_panel(axes[2], history)
     axes[0].legend(fontsize=8)
     figure.suptitle(title or "hospfed run")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
+
+
+def _epsilon_panel(ax: Any, history: RunHistory) -> None:
+    hospitals = sorted({h for r in history.rounds for h in r.epsilons()})
+    for hospital in hospitals:
+        points = [
+            (r.server_round, r.epsilons()[hospital])
+            for r in history.rounds
+            if hospital in r.epsilons()
+        ]
+        ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=hospital)
+    ax.set_xlabel("round")
+    ax.set_ylabel("epsilon spent (DP-SGD, RDP)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def describe_run(config: RunConfig) -> dict[str, Any]:

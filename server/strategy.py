@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from logging import INFO
+from logging import INFO, WARNING
 from typing import Any
 
 from flwr.common import (
@@ -216,7 +216,21 @@ class RoundGuard(Strategy):
         record = self.history.round(server_round)
         for proxy, res in results:
             loss = float(res.metrics.get(Key.TRAIN_LOSS, math.nan))
-            record.add_training(_hospital(proxy, res.metrics), loss, res.num_examples)
+            epsilon = res.metrics.get(Key.EPSILON)
+            record.add_training(
+                _hospital(proxy, res.metrics),
+                loss,
+                res.num_examples,
+                epsilon=None if epsilon is None else float(epsilon),
+            )
+        record.declined = describe_failures(failures)
+        for reason in record.declined:
+            log(
+                WARNING,
+                "round %s: a hospital did not participate: %s",
+                server_round,
+                reason,
+            )
         return self.strategy.aggregate_fit(server_round, results, failures)
 
     def configure_evaluate(

@@ -8,7 +8,9 @@ curves.png); ``--pooled`` trains the same model on the pooled data instead.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -17,11 +19,19 @@ from rich.console import Console
 from rich.table import Table
 
 from hospfed.common.cli import make_app, run_app
+from hospfed.common.errors import ConfigError
 from hospfed.common.files import check_output_dir
 from hospfed.common.heart import HOSPITALS
+from hospfed.common.privacy import PrivacySettings
 from hospfed.server.app import RunResult
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES, RunConfig
-from hospfed.simulations.heart import POOLED_EPOCHS, run_federated, run_pooled
+from hospfed.simulations.heart import (
+    POOLED_EPOCHS,
+    SIM_BACKENDS,
+    heart_nodes,
+    run_federated,
+    run_pooled,
+)
 from hospfed.simulations.progress import RoundProgress
 
 PROG = "hospfed-sim"
@@ -50,12 +60,44 @@ def heart(
     min_hospitals: Annotated[
         int, typer.Option(min=1, help="Fewest results a round accepts.")
     ] = len(HOSPITALS),
+    backend: Annotated[
+        str,
+        typer.Option(
+            help=f"One of: {', '.join(SIM_BACKENDS)} (mixed: Cleveland and "
+            "Hungary on Keras, Switzerland and VA on PyTorch)."
+        ),
+    ] = "keras",
+    epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="DP-SGD budget of every hospital for the whole run "
+            "[default: no DP, non-private]."
+        ),
+    ] = None,
+    delta: Annotated[float, typer.Option(help="DP delta (with --epsilon).")] = 1e-3,
+    clip_norm: Annotated[
+        float, typer.Option(help="Per-example gradient bound (with --epsilon).")
+    ] = 1.0,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the hospitals' privacy ledgers here across runs "
+            "[default: a temporary directory, removed after the run]."
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option(help="Show Flower's and Ray's logs.")
     ] = False,
 ) -> None:
     """Fed-Heart-Disease: 4 real hospitals (Cleveland, Hungary, Switzerland, VA)."""
     name = "pooled" if pooled else strategy.strip().lower()
+    privacy = (
+        None
+        if epsilon is None
+        else PrivacySettings(
+            epsilon=epsilon, delta=delta, clip_norm=clip_norm, planned_rounds=rounds
+        )
+    )
     config = RunConfig.from_mapping(
         {
             "num-rounds": rounds,
@@ -67,16 +109,35 @@ def heart(
     )
     if config.out_dir is not None:
         check_output_dir(config.out_dir)
+    if pooled and (epsilon is not None or backend != "keras"):
+        raise ConfigError("--pooled is the non-private Keras reference")
     console = Console()
     title = f"Fed-Heart-Disease {name}, seed {seed}"
     start = time.perf_counter()
     if pooled:
         with RoundProgress(epochs, title + " (epochs)", console) as progress:
             result = run_pooled(config, epochs=epochs, observer=progress)
-    else:
+        _summary(console, result, title, config, time.perf_counter() - start)
+        return
+    console.print(_privacy_line(privacy, backend), highlight=False, soft_wrap=True)
+    with ExitStack() as stack:
+        if privacy is not None and state_dir is None:
+            state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        nodes = heart_nodes(backend, privacy=privacy, state_dir=state_dir)
         with RoundProgress(config.num_rounds, title, console) as progress:
-            result = run_federated(config, observer=progress, verbose=verbose)
+            result = run_federated(
+                config, nodes=nodes, observer=progress, verbose=verbose
+            )
     _summary(console, result, title, config, time.perf_counter() - start)
+
+
+def _privacy_line(privacy: PrivacySettings | None, backend: str) -> str:
+    if privacy is None:
+        return (
+            f"backend {backend}; NON-PRIVATE: no differential privacy, the model "
+            "updates are not protected (pass --epsilon to train with DP-SGD)"
+        )
+    return f"backend {backend}; every hospital: {privacy.describe()}"
 
 
 def _summary(
@@ -99,6 +160,9 @@ def _summary(
             label, "", *(f"{summary[m]:.3f}" for m in ("accuracy", "auc", "loss"))
         )
     console.print(table)
+    epsilon = final.max_epsilon()
+    if epsilon is not None:
+        console.print(f"privacy: max epsilon spent {epsilon:.3f}", highlight=False)
     console.print(
         f"results: {config.out_dir}  (wall time {wall:.1f} s)",
         highlight=False,

@@ -15,18 +15,25 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from hospfed.client.app import make_client_app, settings_by_partition
+from hospfed.client.data import NodeSettings
+from hospfed.common.backend import BACKENDS
 from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.heart import HOSPITALS, load_hospital, load_pooled
 from hospfed.common.model import initial_weights
+from hospfed.common.privacy import PrivacySettings
 from hospfed.common.training import TrainPlan
 from hospfed.server.app import RunResult, make_server_app
 from hospfed.server.config import RunConfig
 from hospfed.server.history import RoundObserver, RunHistory
 from hospfed.server.results import describe_run, write_results
 from hospfed.simulations.flower import flower_run_simulation
+
+SIM_BACKENDS: tuple[str, ...] = (*BACKENDS, "mixed")
+"""``mixed``: Cleveland and Hungary on Keras, Switzerland and VA on PyTorch."""
 
 POOLED_EPOCHS = 50
 POOLED_LEARNING_RATE = 0.001  # FLamby's pooled Adam
@@ -60,10 +67,55 @@ def backend_config(num_hospitals: int, *, verbose: bool) -> dict[str, Any]:
     }
 
 
+def heart_nodes(
+    backend: str = "keras",
+    *,
+    privacy: PrivacySettings | None = None,
+    state_dir: Path | None = None,
+    hospitals: Sequence[str] = HOSPITALS,
+) -> list[NodeSettings]:
+    """Node settings of the simulated hospitals.
+
+    Parameters
+    ----------
+    backend : str
+        One of :data:`SIM_BACKENDS`; ``mixed`` alternates halves: the first
+        half of ``hospitals`` on Keras, the rest on PyTorch.
+    privacy : PrivacySettings, optional
+        The same DP budget at every hospital; None is non-private.
+    state_dir : Path, optional
+        Parent of each hospital's state directory (needed with ``privacy``).
+    hospitals : sequence of str
+        Hospital of each virtual node.
+
+    Returns
+    -------
+    list of NodeSettings
+        One per hospital.
+
+    """
+    if backend not in SIM_BACKENDS:
+        raise ConfigError(
+            f"unknown backend {backend!r}; allowed: {', '.join(SIM_BACKENDS)}"
+        )
+    half = len(hospitals) // 2
+    return [
+        NodeSettings(
+            hospital=hospital,
+            backend=("keras" if i < half else "torch")
+            if backend == "mixed"
+            else backend,
+            privacy=privacy,
+            state_dir=None if state_dir is None else state_dir / hospital,
+        )
+        for i, hospital in enumerate(hospitals)
+    ]
+
+
 def run_federated(
     config: RunConfig,
     *,
-    hospitals: Sequence[str] = HOSPITALS,
+    nodes: Sequence[NodeSettings] | None = None,
     observer: RoundObserver | None = None,
     verbose: bool = False,
 ) -> RunResult:
@@ -73,8 +125,9 @@ def run_federated(
     ----------
     config : RunConfig
         The run (strategy, rounds, seed, output directory, ...).
-    hospitals : sequence of str
-        Hospital of each virtual node.
+    nodes : sequence of NodeSettings, optional
+        One virtual hospital each (default: the four hospitals, Keras,
+        non-private).
     observer : RoundObserver, optional
         Told about each finished round.
     verbose : bool
@@ -88,17 +141,18 @@ def run_federated(
         If a round gets fewer than ``config.min_hospitals`` results.
 
     """
-    if config.min_hospitals > len(hospitals):
+    nodes = heart_nodes() if nodes is None else list(nodes)
+    if config.min_hospitals > len(nodes):
         raise ConfigError(
             f"min-hospitals is {config.min_hospitals} but the simulation has "
-            f"only {len(hospitals)} hospitals"
+            f"only {len(nodes)} hospitals"
         )
-    for hospital in hospitals:
-        if hospital in HOSPITALS:  # fail fast, before starting any worker
-            load_hospital(hospital)
+    for node in nodes:
+        if node.hospital in HOSPITALS:  # fail fast, before starting any worker
+            load_hospital(node.hospital)
     results: list[RunResult] = []
     server_app = make_server_app(config, observer, on_result=results.append)
-    client_app = make_client_app(settings_by_partition(hospitals))
+    client_app = make_client_app(settings_by_partition(nodes))
     # Silence Ray's notice about GPU visibility: these runs use no GPU.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     run_simulation = flower_run_simulation()
@@ -111,8 +165,8 @@ def run_federated(
         run_simulation(
             server_app=server_app,
             client_app=client_app,
-            num_supernodes=len(hospitals),
-            backend_config=backend_config(len(hospitals), verbose=verbose),
+            num_supernodes=len(nodes),
+            backend_config=backend_config(len(nodes), verbose=verbose),
             verbose_logging=verbose,
         )
     finally:

@@ -73,8 +73,20 @@ class RoundProgress:
             + "  ".join(parts)
             + f"  | mean {_fmt(mean['accuracy'])}"
             + f"  weighted {_fmt(weighted['accuracy'])}"
-            + f"  weighted AUC {_fmt(weighted['auc'])}",
+            + f"  weighted AUC {_fmt(weighted['auc'])}"
+            + _epsilon_text(record),
             highlight=False,
             soft_wrap=True,
         )
         self.progress.update(self.task, completed=record.server_round)
+
+
+def _epsilon_text(record: RoundRecord) -> str:
+    epsilons = record.epsilons()
+    text = ""
+    if epsilons:
+        each = " ".join(f"{h} {e:.2f}" for h, e in sorted(epsilons.items()))
+        text += f"  | epsilon max {max(epsilons.values()):.2f} ({each})"
+    if record.declined:
+        text += f"  | {len(record.declined)} declined"
+    return text

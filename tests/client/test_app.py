@@ -9,11 +9,17 @@ from hospfed.client.app import (
     whitelisted,
 )
 from hospfed.client.data import NodeSettings
-from hospfed.common.errors import ConfigError
+from hospfed.common.errors import ConfigError, PrivacyBudgetError
 from hospfed.common.heart import load_hospital
 from hospfed.common.model import ModelSpec, initial_weights
+from hospfed.common.privacy import PrivacySettings
 from hospfed.common.protocol import METRIC_WHITELIST, encode_instructions
 from hospfed.common.training import TrainPlan
+
+
+def client_for(hospital, **settings):
+    node = NodeSettings(hospital=hospital, backend="keras", **settings)
+    return HospitalClient(load_hospital(hospital), node, "run-1")
 
 
 def instructions(spec, server_round=1, **plan):
@@ -23,7 +29,7 @@ def instructions(spec, server_round=1, **plan):
 
 def test_fit_trains_on_local_data_and_reports_only_whitelisted_metrics():
     spec = ModelSpec(13)
-    client = HospitalClient(load_hospital("switzerland"), "keras")
+    client = client_for("switzerland")
     start = initial_weights(spec, 0)
     weights, n, metrics = client.fit(start, instructions(spec))
     assert n == 30
@@ -35,7 +41,7 @@ def test_fit_trains_on_local_data_and_reports_only_whitelisted_metrics():
 
 def test_evaluate_scores_the_global_model_on_the_local_test_set():
     spec = ModelSpec(13)
-    client = HospitalClient(load_hospital("hungary"), "keras")
+    client = client_for("hungary")
     loss, n, metrics = client.evaluate(initial_weights(spec, 0), instructions(spec))
     assert n == 89 and loss > 0
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["auc"] <= 1
@@ -43,7 +49,7 @@ def test_evaluate_scores_the_global_model_on_the_local_test_set():
 
 def test_same_round_same_seed_gives_the_same_update():
     spec = ModelSpec(13)
-    client = HospitalClient(load_hospital("va"), "keras")
+    client = client_for("va")
     start = initial_weights(spec, 0)
     a, _, _ = client.fit(start, instructions(spec, 3))
     b, _, _ = client.fit(start, instructions(spec, 3))
@@ -57,7 +63,7 @@ def test_hospitals_draw_different_batches_in_the_same_round():
 
 def test_a_model_that_does_not_fit_the_data_is_refused():
     spec = ModelSpec(9)
-    client = HospitalClient(load_hospital("va"), "keras")
+    client = client_for("va")
     with pytest.raises(
         ConfigError, match="model takes 9 inputs but this hospital's data has 13"
     ):
@@ -78,7 +84,8 @@ def test_node_settings_need_a_hospital_and_a_known_backend():
 
 
 def test_simulation_maps_partition_ids_to_hospitals():
-    resolve = settings_by_partition(["cleveland", "va"])
+    nodes = [NodeSettings("cleveland", "keras"), NodeSettings("va", "torch")]
+    resolve = settings_by_partition(nodes)
     context = Context(
         run_id=1,
         node_id=5,
@@ -86,4 +93,43 @@ def test_simulation_maps_partition_ids_to_hospitals():
         state=RecordDict(),
         run_config={},
     )
-    assert resolve(context) == NodeSettings(hospital="va", backend="keras")
+    assert resolve(context) == NodeSettings(hospital="va", backend="torch")
+
+
+def test_a_private_hospital_reports_epsilon_and_not_its_training_loss(tmp_path):
+    spec = ModelSpec(13)
+    privacy = PrivacySettings(epsilon=2.0, delta=1e-3, planned_rounds=3)
+    client = client_for("va", privacy=privacy, state_dir=tmp_path)
+    _, _, first = client.fit(initial_weights(spec, 0), instructions(spec, 1))
+    _, _, second = client.fit(initial_weights(spec, 0), instructions(spec, 2))
+    assert "train-loss" not in first
+    assert 0 < first["epsilon-spent"] < second["epsilon-spent"] <= 2.0
+
+
+def test_a_round_past_the_budget_is_declined_before_training(tmp_path):
+    spec = ModelSpec(13)
+    privacy = PrivacySettings(epsilon=1.0, delta=1e-3, planned_rounds=1)
+    client = client_for("switzerland", privacy=privacy, state_dir=tmp_path)
+    client.fit(initial_weights(spec, 0), instructions(spec, 1))
+    ledger = (tmp_path / "privacy-ledger.json").read_bytes()
+    with pytest.raises(PrivacyBudgetError, match="round 2 would raise epsilon"):
+        client.fit(initial_weights(spec, 0), instructions(spec, 2))
+    assert (tmp_path / "privacy-ledger.json").read_bytes() == ledger
+
+
+def test_node_config_carries_the_hospitals_own_privacy_settings(tmp_path):
+    node = NodeSettings.from_mapping(
+        {
+            "hospital": "va",
+            "backend": "torch",
+            "epsilon": 2,
+            "delta": "1e-4",
+            "clip-norm": 0.5,
+            "state-dir": str(tmp_path),
+        }
+    )
+    assert node.privacy == PrivacySettings(epsilon=2.0, delta=1e-4, clip_norm=0.5)
+    assert node.state_dir == tmp_path
+    with pytest.raises(ConfigError, match="no 'state-dir'"):
+        NodeSettings.from_mapping({"hospital": "va", "epsilon": 1})
+    assert NodeSettings.from_mapping({"hospital": "va"}).privacy is None

@@ -36,6 +36,7 @@ def test_heart_simulation_writes_every_round_of_every_hospital(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "round   3/3" in done.stdout
+    assert "NON-PRIVATE: no differential privacy" in done.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3]
     hospitals = {"cleveland", "hungary", "switzerland", "va"}
@@ -45,6 +46,8 @@ def test_heart_simulation_writes_every_round_of_every_hospital(tmp_path):
         for key in ("accuracy", "auc", "loss"):
             assert key in record["weighted"] and key in record["mean"]
     assert metrics["run"]["strategy"] == "fedyogi" and metrics["run"]["seed"] == 1
+    assert metrics["privacy"]["max_epsilon"] is None
+    assert set(metrics["privacy"]["non_private"]) == hospitals
     weights = load_weights(out / "model.npz")
     assert [w.shape for w in weights] == [(13, 1), (1,)]
     assert np.all(np.isfinite(weights[0]))
@@ -62,8 +65,8 @@ def test_heart_simulation_writes_every_round_of_every_hospital(tmp_path):
 FAILING_RUN = textwrap.dedent("""
     import functools
     from hospfed.simulations import cli
-    cli.run_federated = functools.partial(
-        cli.run_federated, hospitals=("cleveland", "hungary", "switzerland", "nowhere")
+    cli.heart_nodes = functools.partial(
+        cli.heart_nodes, hospitals=("cleveland", "hungary", "switzerland", "nowhere")
     )
     cli.main(["heart", "--rounds", "2", "--out", "OUT"])
 """)
@@ -94,3 +97,38 @@ def test_simulation_driver_does_not_import_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def sim(*args):
+    return subprocess.run(
+        [str(BIN / "hospfed-sim"), "heart", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_mixed_private_federation_spends_its_budget_once(tmp_path):
+    state = tmp_path / "state"
+    common = ["--rounds", "2", "--epsilon", "1", "--state-dir", str(state)]
+    first = sim(*common, "--backend", "mixed", "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "DP-SGD epsilon 1, delta 0.001" in first.stdout
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    spent = metrics["privacy"]["epsilon"]
+    assert set(spent) == {"cleveland", "hungary", "switzerland", "va"}
+    assert all(0.5 < e <= 1.0 for e in spent.values()), spent
+    assert metrics["privacy"]["max_epsilon"] == max(spent.values())
+    assert metrics["privacy"]["non_private"] == []
+    first_round = metrics["rounds"][0]["epsilon"]
+    assert 0 < first_round["max"] < metrics["privacy"]["max_epsilon"]
+    # A new run on the same hospitals finds the budget spent: every
+    # hospital declines, the run fails loudly and writes nothing.
+    second = sim(*common, "--out", str(tmp_path / "b"))
+    assert second.returncode == 3, second.stdout + second.stderr[-3000:]
+    last = second.stderr.splitlines()[-1]
+    assert last.startswith("hospfed-sim: error: round 1 (train) failed")
+    assert "privacy budget: round 1 would raise epsilon from" in last
+    assert not (tmp_path / "b").exists()
+    ledger = json.loads((state / "va" / "privacy-ledger.json").read_text())
+    assert [e["round"] for e in ledger["entries"]] == [1, 2]
