@@ -208,6 +208,7 @@ class PrivacyLedger:
             "version": LEDGER_VERSION,
             "dataset": self.dataset,
             "delta": self.delta,
+            "epsilon-budget": self.epsilon_budget,
             "accountant": "rdp (opacus.accountants.analysis.rdp)",
             "entries": [entry.to_json() for entry in self.entries],
         }
@@ -235,7 +236,7 @@ def _read(path: Path) -> PrivacyLedger:
             path=path,
             dataset=str(document["dataset"]),
             delta=float(document["delta"]),
-            epsilon_budget=math.inf,
+            epsilon_budget=float(document["epsilon-budget"]),
             entries=[LedgerEntry.from_json(raw) for raw in document["entries"]],
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -258,8 +259,9 @@ def find_ledger(state_dir: Path) -> Path:
     return path
 
 
-def load_ledger(state_dir: Path, *, epsilon_budget: float) -> PrivacyLedger:
-    """Read an existing ledger for reporting (``hospfed-client budget``)."""
-    ledger = _read(find_ledger(state_dir))
-    ledger.epsilon_budget = epsilon_budget
-    return ledger
+def load_ledger(state_dir: Path) -> PrivacyLedger:
+    """Read an existing ledger for reporting (``hospfed-client budget``).
+
+    Its budget is the one the client last ran with.
+    """
+    return _read(find_ledger(state_dir))

@@ -90,6 +90,10 @@ def test_a_failed_write_keeps_the_previous_ledger(tmp_path, monkeypatch):
 
 def test_reporting_needs_an_existing_ledger(tmp_path):
     with pytest.raises(LedgerError, match="no privacy ledger"):
-        load_ledger(tmp_path, epsilon_budget=1.0)
-    open_ledger(tmp_path).record(ROUND, run="r", server_round=1, clip_norm=1.0)
-    assert load_ledger(tmp_path, epsilon_budget=2.0).remaining() < 2.0
+        load_ledger(tmp_path)
+    open_ledger(tmp_path, budget=2.0).record(
+        ROUND, run="r", server_round=1, clip_norm=1.0
+    )
+    ledger = load_ledger(tmp_path)
+    assert ledger.epsilon_budget == 2.0
+    assert ledger.remaining() == pytest.approx(2.0 - ledger.spent())

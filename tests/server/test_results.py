@@ -55,3 +55,18 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
         write_results(out, history=history(), weights=[np.zeros(2)], run={})
     assert sorted(os.listdir(out)) == ["metrics.json", "model.npz"]
     assert (out / "metrics.json").read_text() == "old"
+
+
+def test_metrics_report_each_hospitals_epsilon_and_who_was_not_private(tmp_path):
+    h = history()
+    for server_round, spent in ((1, 0.3), (2, 0.6)):
+        h.rounds[server_round - 1].add_training("a", 0.5, 10, epsilon=spent)
+        h.rounds[server_round - 1].add_training("b", 0.5, 30)
+    write_results(tmp_path, history=h, weights=[np.ones(2)], run={})
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["privacy"] == {
+        "max_epsilon": 0.6,
+        "epsilon": {"a": 0.6},
+        "non_private": ["b"],
+    }
+    assert [r["epsilon"]["max"] for r in metrics["rounds"]] == [0.3, 0.6]

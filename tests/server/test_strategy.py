@@ -3,6 +3,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from flwr.app import Error
 from flwr.common import Code, EvaluateRes, FitRes, Status, ndarrays_to_parameters
 from flwr.server.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
@@ -159,3 +160,16 @@ def test_a_round_that_cannot_sample_enough_hospitals_fails_instead_of_skipping()
         guard.configure_fit(3, params, manager)
     with pytest.raises(RoundFailedError, match="round 3 \\(evaluate\\)"):
         guard.configure_evaluate(3, params, manager)
+
+
+def test_a_declining_hospital_is_left_out_and_named_while_the_round_goes_on():
+    guard, history, _, config = make_guard(min_results=1)
+    w = initial_weights(config.model, 0)
+    res = fit_res("a", 10, w)
+    res.metrics["epsilon-spent"] = 0.42
+    reason = "privacy budget: round 3 would raise epsilon from 0.99 to 1.05"
+    guard.aggregate_fit(3, [(proxy(1), res)], [Exception(Error(code=2, reason=reason))])
+    record = history.rounds[0]
+    assert record.declined == [reason]
+    assert record.epsilons() == {"a": 0.42}
+    assert record.to_json()["epsilon"] == {"max": 0.42, "a": 0.42}

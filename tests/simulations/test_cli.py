@@ -43,6 +43,30 @@ def run(argv, capsys):
             "hospfed-sim: error: min-hospitals is 5 but the simulation has only 4 hospitals",
         ),
         (["lungs"], "hospfed-sim: error: No such command 'lungs'"),
+        (
+            ["heart", "--epsilon", "0"],
+            "hospfed-sim: error: epsilon must be > 0, got 0.0",
+        ),
+        (
+            ["heart", "--epsilon", "-1"],
+            "hospfed-sim: error: epsilon must be > 0, got -1.0",
+        ),
+        (
+            ["heart", "--epsilon", "1", "--delta", "1.5"],
+            "hospfed-sim: error: delta must be in (0, 1), got 1.5",
+        ),
+        (
+            ["heart", "--epsilon", "1", "--clip-norm", "0"],
+            "hospfed-sim: error: clip-norm must be > 0, got 0.0",
+        ),
+        (
+            ["heart", "--backend", "jax"],
+            "hospfed-sim: error: unknown backend 'jax'; allowed: keras, torch, mixed",
+        ),
+        (
+            ["heart", "--pooled", "--epsilon", "1"],
+            "hospfed-sim: error: --pooled is the non-private Keras reference",
+        ),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path):
