@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hospfed-sim heart --strategy fedyogi --out results/demo
+	$(BIN)/hospfed-sim heart --strategy fedyogi --epsilon 1 --out results/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

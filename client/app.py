@@ -16,16 +16,16 @@ from flwr.app import Context
 from flwr.client import Client, ClientApp, NumPyClient
 from flwr.common import NDArrays, Scalar
 
-from hospfed.client.data import NodeSettings, load_hospital_data
+from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
 from hospfed.client.privacy import HospitalPrivacy
 from hospfed.common.backend import TrainingBackend, evaluate, get_backend
 from hospfed.common.errors import ConfigError
-from hospfed.common.heart import HospitalData
 from hospfed.common.protocol import (
     METRIC_WHITELIST,
     Key,
     decode_plan,
     decode_round,
+    decode_schema,
     decode_spec,
 )
 
@@ -82,8 +82,9 @@ class HospitalClient(NumPyClient):
 
     Parameters
     ----------
-    data : HospitalData
-        The hospital's prepared train and test sets.
+    dataset : HospitalDataset
+        The hospital's prepared train and test sets, and the schema they
+        were prepared under.
     settings : NodeSettings
         Backend and privacy settings of this hospital.
     run : str
@@ -96,19 +97,23 @@ class HospitalClient(NumPyClient):
 
     """
 
-    def __init__(self, data: HospitalData, settings: NodeSettings, run: str) -> None:
-        self.data = data
+    def __init__(
+        self, dataset: HospitalDataset, settings: NodeSettings, run: str
+    ) -> None:
+        self.dataset = dataset
+        self.data = dataset.data
         self.backend_name = settings.backend
         self.run = run
         self.privacy: HospitalPrivacy | None = None
         if settings.privacy is not None and settings.state_dir is not None:
             self.privacy = HospitalPrivacy(
-                settings.privacy, settings.state_dir, data.fingerprint()
+                settings.privacy, settings.state_dir, self.data.fingerprint()
             )
 
     def _backend(
         self, config: Mapping[str, Scalar], parameters: NDArrays
     ) -> TrainingBackend:
+        self.dataset.check_schema(decode_schema(config))
         spec = decode_spec(config)
         if spec.input_dim != self.data.num_features:
             raise ConfigError(

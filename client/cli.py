@@ -1,10 +1,13 @@
 """``hospfed-client``: the hospital side's command.
 
-``hospitals`` lists the embedded Fed-Heart-Disease hospitals; ``check``
-loads a hospital's data the way the training client will (schema contract,
-FLamby protocol) and prints its shape and label balance, never a patient
-value; ``budget`` prints the privacy budget spent and remaining, from the
-hospital's ledger.
+The data steward's tools: ``keygen`` makes the hospital's data key;
+``demo-export`` writes a realistic raw export (synthetic identifiers on the
+real Fed-Heart-Disease rows); ``prepare`` turns a raw export into an
+encrypted, de-identified dataset; ``inspect`` shows what a prepared dataset
+holds without showing any patient value; ``check`` loads it the way the
+training client will; ``budget`` prints the privacy budget spent and
+remaining, from the hospital's ledger; ``hospitals`` lists the embedded
+federation.
 """
 
 from __future__ import annotations
@@ -19,13 +22,120 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hospfed.client.data import NodeSettings, load_hospital_data
+from hospfed.client.data import NodeSettings, load_hospital_data, open_prepared
 from hospfed.client.ledger import load_ledger
+from hospfed.client.prepare import prepare_export
+from hospfed.client.raw_export import hospital_raw_export, write_raw_export
 from hospfed.common.cli import make_app, run_app
+from hospfed.common.crypto import KeySource, Passphrase, generate_key_file, load_key
+from hospfed.common.errors import ConfigError
 from hospfed.common.heart import HOSPITALS
+from hospfed.common.schema_file import DEFAULT_RAW_SCHEMA, resolve_schema
+from hospfed.common.sealed import read_header
 
 PROG = "hospfed-client"
 app = make_app("The hospital side of hospfed: runs next to the hospital's data.")
+
+
+KeyOption = Annotated[
+    Path | None,
+    typer.Option("--key", help="The hospital's key file (from keygen)."),
+]
+PassphraseOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Use a passphrase instead of a key file, read from this "
+        "environment variable (e.g. HOSPFED_PASSPHRASE)."
+    ),
+]
+
+
+def key_source(key: Path | None, passphrase_env: str | None) -> KeySource:
+    """The key file or the passphrase; exactly one must be given."""
+    if (key is None) == (passphrase_env is None):
+        raise ConfigError("give exactly one of --key FILE or --passphrase-env VAR")
+    if key is not None:
+        return load_key(key)
+    assert passphrase_env is not None
+    return Passphrase.from_env(passphrase_env)
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option(help="The key file to create (mode 0600).")],
+) -> None:
+    """Create the hospital's random 256-bit data key (never overwrites one)."""
+    key = generate_key_file(out)
+    print(
+        f"wrote {out} (key id {key.key_id}, mode 0600). Back it up somewhere "
+        "safe: without it the prepared data cannot be read."
+    )
+
+
+@app.command("demo-export")
+def demo_export(
+    hospital: Annotated[str, typer.Option(help=f"One of: {', '.join(HOSPITALS)}.")],
+    out: Annotated[Path, typer.Option(help="Raw export to write (.csv or .parquet).")],
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the fake identifiers.")] = 0,
+) -> None:
+    """Write a raw export: real clinical rows, synthetic identifiers (Faker)."""
+    frame = hospital_raw_export(hospital, seed=seed)
+    write_raw_export(frame, out)
+    print(f"wrote {out}: {len(frame)} patients of {hospital}, synthetic identifiers")
+
+
+@app.command()
+def prepare(
+    raw: Annotated[Path, typer.Argument(help="Raw export (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option(help="Encrypted dataset to write (.hfd).")],
+    schema: Annotated[
+        str,
+        typer.Option(help="Built-in schema name or a schema file (.toml or .json)."),
+    ] = DEFAULT_RAW_SCHEMA,
+    key: KeyOption = None,
+    passphrase_env: PassphraseOption = None,
+    k: Annotated[
+        int | None,
+        typer.Option(min=2, help="Suppress rows in quasi-identifier groups < k."),
+    ] = None,
+) -> None:
+    """De-identify a raw export and write it encrypted; nothing on failure."""
+    source = key_source(key, passphrase_env)
+    result = prepare_export(raw, out, schema=resolve_schema(schema), key=source, k=k)
+    for line in result.report.to_lines():
+        print(line)
+    print(
+        f"wrote {out} (encrypted, schema {result.schema.name} v{result.schema.version})"
+    )
+
+
+@app.command()
+def inspect(
+    dataset: Annotated[Path, typer.Argument(help="A prepared dataset (.hfd).")],
+    key: KeyOption = None,
+    passphrase_env: PassphraseOption = None,
+) -> None:
+    """Show a prepared dataset's schema, rows and label balance, no values."""
+    source = key_source(key, passphrase_env)
+    header = read_header(dataset)
+    prepared = open_prepared(dataset, source)
+    table = Table(title=f"{dataset} (no patient values shown)")
+    table.add_column("")
+    table.add_column("value")
+    table.add_row("format", f"hospfed sealed v{header.format_version}, AES-256-GCM")
+    table.add_row("key", f"{header.key_source} (key id {header.key_id})")
+    table.add_row("chunks", f"{header.chunk_count} x {header.chunk_size:,} bytes")
+    table.add_row("schema", f"{prepared.schema.name} v{prepared.schema.version}")
+    table.add_row("fingerprint", prepared.schema.fingerprint()[:16])
+    table.add_row("prepared at", prepared.prepared_at)
+    table.add_row("rows", f"{len(prepared.frame):,}")
+    table.add_row("columns", ", ".join(prepared.frame.columns))
+    counts = prepared.frame[prepared.schema.label].value_counts(dropna=False)
+    table.add_row(
+        f"label {prepared.schema.label!r}",
+        ", ".join(f"{value}: {n:,}" for value, n in sorted(counts.items())),
+    )
+    Console().print(table)
 
 
 @app.command()
@@ -37,13 +147,24 @@ def hospitals() -> None:
 
 @app.command()
 def check(
-    hospital: Annotated[str, typer.Option(help=f"One of: {', '.join(HOSPITALS)}.")],
-    backend: Annotated[str, typer.Option(help="Training backend.")] = "keras",
+    dataset: Annotated[Path, typer.Argument(help="A prepared dataset (.hfd).")],
+    key: KeyOption = None,
+    passphrase_env: PassphraseOption = None,
+    hospital: Annotated[
+        str | None, typer.Option(help="Name reported to the coordinator.")
+    ] = None,
 ) -> None:
-    """Load a hospital's data as training would; print counts only."""
-    settings = NodeSettings.from_mapping({"hospital": hospital, "backend": backend})
-    data = load_hospital_data(settings)
-    table = Table(title=f"{data.hospital}: prepared data (no patient values shown)")
+    """Load a prepared dataset exactly as training will; print counts only."""
+    if (key is None) == (passphrase_env is None):
+        raise ConfigError("give exactly one of --key FILE or --passphrase-env VAR")
+    settings = NodeSettings(
+        hospital=hospital or dataset.stem,
+        data=dataset,
+        key_file=key,
+        passphrase_env=passphrase_env,
+    )
+    data = load_hospital_data(settings).data
+    table = Table(title=f"{data.hospital}: model inputs (no patient values shown)")
     for column in ("split", "rows", "features", "label 1 share"):
         table.add_column(column)
     for split, x, y in (

@@ -1,23 +1,43 @@
-"""Where a hospital's training data comes from, read from its node config.
+"""What a hospital trains on: its prepared, encrypted dataset, named by its node config.
 
-A hospital's node config names its data. Today one source exists: a
-hospital of the embedded Fed-Heart-Disease federation (``hospital =
-"cleveland"``, for demos and simulation). Encrypted prepared datasets
-arrive as a second source behind the same :func:`load_hospital_data`.
+The training client accepts only datasets written by ``hospfed-client
+prepare``: an encrypted file (``data``) and the key that opens it (a key
+file, ``key-file``, or a passphrase in an environment variable,
+``passphrase-env``). The file is decrypted in memory only; the schema it was
+prepared under travels inside it and is checked against the run's schema
+before any training. The rows are then turned into model inputs with
+FLamby's Fed-Heart-Disease protocol (:func:`~hospfed.common.heart.prepare_hospital`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from hospfed.common.backend import BACKENDS
 from hospfed.common.config import get_choice
-from hospfed.common.errors import ConfigError
-from hospfed.common.heart import HOSPITALS, HospitalData, load_hospital
+from hospfed.common.crypto import KeySource, Passphrase, load_key
+from hospfed.common.errors import ConfigError, DataError, SchemaError
+from hospfed.common.heart import CLINICAL_COLUMNS, HospitalData, prepare_hospital
 from hospfed.common.privacy import PrivacySettings
+from hospfed.common.schema import DatasetSchema
+from hospfed.common.schema_file import loads_schema
+from hospfed.common.sealed import read_encrypted_frame
+
+
+class Meta:
+    """Metadata keys stored (encrypted) inside a prepared dataset."""
+
+    SCHEMA = "schema"
+    FINGERPRINT = "schema-fingerprint"
+    PREPARED_AT = "prepared-at"
+    REPORT = "deid-report"
+    SOURCE = "source"
 
 
 @dataclass(frozen=True)
@@ -27,7 +47,13 @@ class NodeSettings:
     Attributes
     ----------
     hospital : str
-        Which data this node trains on.
+        The hospital's name, as reported to the coordinator.
+    data : Path
+        Its prepared dataset (``.hfd``, from ``hospfed-client prepare``).
+    key_file : Path or None
+        The key file that opens ``data``.
+    passphrase_env : str or None
+        Or: the environment variable holding the passphrase.
     backend : str
         Training backend, one of :data:`~hospfed.common.backend.BACKENDS`.
     privacy : PrivacySettings or None
@@ -39,36 +65,153 @@ class NodeSettings:
     """
 
     hospital: str
-    backend: str
+    data: Path
+    key_file: Path | None = None
+    passphrase_env: str | None = None
+    backend: str = "keras"
     privacy: PrivacySettings | None = None
     state_dir: Path | None = None
 
     def __post_init__(self) -> None:
+        if (self.key_file is None) == (self.passphrase_env is None):
+            raise ConfigError(
+                "node config must give exactly one of 'key-file' (the hospital's "
+                "key file) or 'passphrase-env' (a variable holding the passphrase)"
+            )
         if self.privacy is not None and self.state_dir is None:
             raise ConfigError(
                 "node config sets 'epsilon' but no 'state-dir': DP needs a "
                 "directory for the hospital's privacy ledger"
             )
 
+    def key(self) -> KeySource:
+        """Load the key file, or read the passphrase from the environment."""
+        if self.key_file is not None:
+            return load_key(self.key_file)
+        assert self.passphrase_env is not None
+        return Passphrase.from_env(self.passphrase_env)
+
     @classmethod
     def from_mapping(cls, node_config: Mapping[str, Any]) -> NodeSettings:
         """Read settings from a node config; raise ConfigError if incomplete."""
-        hospital = str(node_config.get("hospital", "")).strip().lower()
-        if not hospital:
+        data = _text(node_config, "data")
+        if not data:
             raise ConfigError(
-                "node config has no 'hospital': start the client with "
-                f"--node-config 'hospital=\"NAME\"' (one of {', '.join(HOSPITALS)})"
+                "node config has no 'data': start the client with --node-config "
+                '\'data="site.hfd" key-file="site.key"\' (a dataset written by '
+                "hospfed-client prepare)"
             )
-        backend = get_choice(node_config, "backend", "keras", BACKENDS)
-        state_dir = str(node_config.get("state-dir", "")).strip()
+        path = Path(data).expanduser()
+        key_file, state_dir = (
+            _text(node_config, "key-file"),
+            _text(node_config, "state-dir"),
+        )
         return cls(
-            hospital=hospital,
-            backend=backend,
+            hospital=_text(node_config, "hospital").lower() or path.stem,
+            data=path,
+            key_file=Path(key_file).expanduser() if key_file else None,
+            passphrase_env=_text(node_config, "passphrase-env") or None,
+            backend=get_choice(node_config, "backend", "keras", BACKENDS),
             privacy=PrivacySettings.from_mapping(node_config),
             state_dir=Path(state_dir).expanduser() if state_dir else None,
         )
 
 
-def load_hospital_data(settings: NodeSettings) -> HospitalData:
-    """Load the data named by ``settings`` (cached per process)."""
-    return load_hospital(settings.hospital)
+def _text(config: Mapping[str, Any], key: str) -> str:
+    return str(config.get(key, "")).strip()
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A decrypted prepared dataset, in memory.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The de-identified rows.
+    schema : DatasetSchema
+        The schema it was prepared under (it matches ``frame``).
+    prepared_at : str
+        When ``prepare`` wrote it (UTC, ISO 8601).
+
+    """
+
+    frame: pd.DataFrame
+    schema: DatasetSchema
+    prepared_at: str
+
+
+def open_prepared(path: Path, key: KeySource) -> PreparedDataset:
+    """Decrypt a prepared dataset in memory and check it against its schema.
+
+    Raises
+    ------
+    DecryptionError
+        If the key is wrong or the file was altered.
+    DataError
+        If the file was not written by ``prepare`` or its schema and rows
+        disagree.
+
+    """
+    frame, metadata = read_encrypted_frame(path, key)
+    if Meta.SCHEMA not in metadata or Meta.FINGERPRINT not in metadata:
+        raise DataError(
+            f"{path} is encrypted but is not a prepared dataset (no schema inside); "
+            "write it with hospfed-client prepare"
+        )
+    schema = loads_schema(metadata[Meta.SCHEMA])
+    if schema.fingerprint() != metadata[Meta.FINGERPRINT]:
+        raise DataError(f"{path}: the schema inside does not match its fingerprint")
+    schema.validate(frame)
+    return PreparedDataset(frame, schema, metadata.get(Meta.PREPARED_AT, "unknown"))
+
+
+@dataclass(frozen=True)
+class HospitalDataset:
+    """What the training client holds: model inputs and the data's schema."""
+
+    data: HospitalData
+    schema: DatasetSchema
+
+    def check_schema(self, run_schema: DatasetSchema) -> None:
+        """Refuse to train unless the data was prepared under the run's schema.
+
+        Raises
+        ------
+        SchemaError
+            Naming the first column that differs.
+
+        """
+        difference = self.schema.describe_difference(run_schema)
+        if difference is not None:
+            raise SchemaError(
+                f"{self.data.hospital}: this hospital's data does not match the "
+                f"run's schema: {difference}"
+            )
+
+
+def load_hospital_data(settings: NodeSettings) -> HospitalDataset:
+    """Load the prepared dataset named by ``settings`` (cached per process)."""
+    return _load(
+        settings.hospital, settings.data, settings.key_file, settings.passphrase_env
+    )
+
+
+@functools.cache
+def _load(
+    hospital: str, data: Path, key_file: Path | None, passphrase_env: str | None
+) -> HospitalDataset:
+    key: KeySource = (
+        load_key(key_file)
+        if key_file is not None
+        else Passphrase.from_env(str(passphrase_env))
+    )
+    prepared = open_prepared(data, key)
+    missing = [c for c in CLINICAL_COLUMNS if c not in prepared.frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{data}: the Fed-Heart-Disease training protocol needs columns "
+            f"{missing}, which this dataset does not have"
+        )
+    table = prepared.frame[list(CLINICAL_COLUMNS)].astype("float64")
+    return HospitalDataset(prepare_hospital(hospital, table), prepared.schema)

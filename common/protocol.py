@@ -13,8 +13,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 
-from hospfed.common.errors import ConfigError
+from hospfed.common.errors import ConfigError, SchemaError
 from hospfed.common.model import ModelSpec
+from hospfed.common.schema import DatasetSchema
+from hospfed.common.schema_file import dumps_schema, loads_schema
 from hospfed.common.training import TrainPlan
 
 Scalar = bool | int | float | str | bytes
@@ -31,6 +33,7 @@ class Key:
     PROXIMAL_MU = "proximal-mu"
     SEED = "seed"
     MODEL_SPEC = "model-spec"
+    SCHEMA = "schema"
 
     HOSPITAL = "hospital"
     ACCURACY = "accuracy"
@@ -47,7 +50,7 @@ METRIC_WHITELIST: frozenset[str] = frozenset(
 
 
 def encode_instructions(
-    plan: TrainPlan, spec: ModelSpec, server_round: int
+    plan: TrainPlan, spec: ModelSpec, server_round: int, schema: DatasetSchema
 ) -> dict[str, Scalar]:
     """Flatten a round's instructions into a Flower config.
 
@@ -59,6 +62,8 @@ def encode_instructions(
         The model.
     server_round : int
         The round.
+    schema : DatasetSchema
+        The prepared-data schema every hospital must have trained on.
 
     Returns
     -------
@@ -75,6 +80,7 @@ def encode_instructions(
         Key.PROXIMAL_MU: plan.proximal_mu,
         Key.SEED: plan.seed,
         Key.MODEL_SPEC: json.dumps(asdict(spec)),
+        Key.SCHEMA: dumps_schema(schema),
     }
 
 
@@ -98,6 +104,23 @@ def decode_spec(config: Mapping[str, Scalar]) -> ModelSpec:
         raise ConfigError(
             f"instructions carry no valid {Key.MODEL_SPEC}: {exc}"
         ) from exc
+
+
+def decode_schema(config: Mapping[str, Scalar]) -> DatasetSchema:
+    """Read the run's dataset schema out of a round's config.
+
+    Raises
+    ------
+    ConfigError
+        If it is missing or malformed.
+
+    """
+    if Key.SCHEMA not in config:
+        raise ConfigError(f"instructions carry no {Key.SCHEMA}")
+    try:
+        return loads_schema(str(config[Key.SCHEMA]))
+    except SchemaError as exc:
+        raise ConfigError(f"instructions carry a bad {Key.SCHEMA}: {exc}") from exc
 
 
 def decode_plan(config: Mapping[str, Scalar], *, seed: int) -> TrainPlan:

@@ -79,6 +79,7 @@ _TAG_BYTES = 16
 HEADER_BYTES = _FIELDS.size + _MAC_BYTES
 _TRAILER_BYTES = _ID_BYTES + _MAC_BYTES
 _METADATA_KEY = b"hospfed.metadata"
+_STORAGE_KEY = b"hospfed.pyarrow-strings"
 
 _CONTENT = "sealed/v1/content"
 _HEADER_MAC = "sealed/v1/header-mac"
@@ -276,7 +277,16 @@ def read_encrypted_frame(
             "(use open_encrypted for files made by encrypt_file)"
         ) from None
     metadata = _decode_metadata(table.schema.metadata, origin=str(path))
-    return table.to_pandas(), metadata
+    return _restore_string_storage(table), metadata
+
+
+def _restore_string_storage(table: pa.Table) -> pd.DataFrame:
+    """Give string columns back their pandas storage (Parquet keeps only "string")."""
+    frame = table.to_pandas()
+    stored = (table.schema.metadata or {}).get(_STORAGE_KEY)
+    for name in json.loads(stored) if stored else []:
+        frame[name] = frame[name].astype(pd.StringDtype("pyarrow"))
+    return frame
 
 
 def read_header(path: Path) -> SealedHeader:
@@ -432,7 +442,16 @@ def _frame_to_parquet(frame: pd.DataFrame, metadata: dict[str, str]) -> memoryvi
     except (pa.ArrowException, TypeError, ValueError):
         raise _unstorable_column(frame) from None
     encoded = json.dumps(metadata, sort_keys=True).encode("utf-8")
-    schema_metadata = {**(table.schema.metadata or {}), _METADATA_KEY: encoded}
+    arrow_strings = [
+        str(name)
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    ]
+    schema_metadata = {
+        **(table.schema.metadata or {}),
+        _METADATA_KEY: encoded,
+        _STORAGE_KEY: json.dumps(arrow_strings).encode("utf-8"),
+    }
     sink = pa.BufferOutputStream()
     pq.write_table(table.replace_schema_metadata(schema_metadata), sink)
     return memoryview(sink.getvalue())

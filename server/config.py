@@ -12,7 +12,7 @@ they are still far from converged after 15 rounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hospfed.common.config import (
@@ -24,6 +24,8 @@ from hospfed.common.config import (
 )
 from hospfed.common.heart import FEATURES
 from hospfed.common.model import ACTIVATIONS, ModelSpec
+from hospfed.common.schema import DatasetSchema
+from hospfed.common.schema_file import DEFAULT_RAW_SCHEMA, resolve_schema
 from hospfed.common.training import TrainPlan
 
 STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")
@@ -59,6 +61,12 @@ class RunConfig:
         Seed of the initial weights and of local batch orders.
     out_dir : Path or None
         Where the results directory is written; None writes nothing.
+    schema : str
+        The raw-export schema hospitals prepare under (built-in name or a
+        schema file on the coordinator).
+    data_schema : DatasetSchema
+        What ``schema`` de-identifies to: every hospital's prepared data
+        must match it, column for column.
 
     """
 
@@ -73,6 +81,10 @@ class RunConfig:
     model: ModelSpec
     seed: int
     out_dir: Path | None
+    schema: str = DEFAULT_RAW_SCHEMA
+    data_schema: DatasetSchema = field(
+        default_factory=lambda: resolve_schema(DEFAULT_RAW_SCHEMA).deidentified()
+    )
 
     @classmethod
     def from_mapping(cls, config: ConfigMapping) -> RunConfig:
@@ -89,6 +101,7 @@ class RunConfig:
         mu_default = DEFAULT_PROXIMAL_MU if strategy == "fedprox" else 0.0
         seed = get_int(config, "seed", 0, minimum=0)
         out = str(config.get("out-dir", "")).strip()
+        schema = str(config.get("schema", DEFAULT_RAW_SCHEMA)).strip()
         return cls(
             num_rounds=get_int(config, "num-rounds", DEFAULT_ROUNDS, minimum=1),
             strategy=strategy,
@@ -119,4 +132,6 @@ class RunConfig:
             ),
             seed=seed,
             out_dir=Path(out) if out else None,
+            schema=schema,
+            data_schema=resolve_schema(schema).deidentified(),
         )

@@ -184,5 +184,8 @@ def describe_run(config: RunConfig) -> dict[str, Any]:
     """
     data = asdict(config)
     data["out_dir"] = str(config.out_dir) if config.out_dir else None
+    schema = data.pop("data_schema")
+    data["data_schema"] = f"{schema['name']} v{schema['version']}"
+    data["data_schema_fingerprint"] = config.data_schema.fingerprint()
     data["initialisation"] = "pytorch-linear-uniform"
     return data

@@ -67,7 +67,9 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
     config.model.check_weights(initial)
 
     def instructions(server_round: int) -> dict[str, Scalar]:
-        return encode_instructions(config.train, config.model, server_round)
+        return encode_instructions(
+            config.train, config.model, server_round, config.data_schema
+        )
 
     common: dict[str, Any] = {
         "fraction_fit": 1.0,

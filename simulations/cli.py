@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +27,9 @@ from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES, RunConfig
 from hospfed.simulations.heart import (
     POOLED_EPOCHS,
     SIM_BACKENDS,
+    PreparedSite,
     heart_nodes,
+    prepare_sites,
     run_federated,
     run_pooled,
 )
@@ -120,15 +121,29 @@ def heart(
         _summary(console, result, title, config, time.perf_counter() - start)
         return
     console.print(_privacy_line(privacy, backend), highlight=False, soft_wrap=True)
-    with ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="hospfed-sites-") as work:
         if privacy is not None and state_dir is None:
-            state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        nodes = heart_nodes(backend, privacy=privacy, state_dir=state_dir)
+            state_dir = Path(work) / "state"
+        sites = _prepare(console, Path(work), seed)
+        nodes = heart_nodes(sites, backend, privacy=privacy, state_dir=state_dir)
         with RoundProgress(config.num_rounds, title, console) as progress:
             result = run_federated(
                 config, nodes=nodes, observer=progress, verbose=verbose
             )
     _summary(console, result, title, config, time.perf_counter() - start)
+
+
+def _prepare(console: Console, work: Path, seed: int) -> list[PreparedSite]:
+    start = time.perf_counter()
+    sites = prepare_sites(work, seed=seed)
+    console.print(
+        f"prepared {len(sites)} hospitals: synthetic raw exports -> de-identified "
+        f"-> encrypted datasets ({time.perf_counter() - start:.1f} s); each "
+        "hospital trains only on its encrypted file",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return sites
 
 
 def _privacy_line(privacy: PrivacySettings | None, backend: str) -> str:

@@ -1,8 +1,11 @@
 """The Fed-Heart-Disease scenario: four real hospitals on one machine.
 
-``run_federated`` runs the same ServerApp and ClientApp a deployment runs,
-with Flower's simulation runtime (one virtual SuperNode per hospital, two
-worker processes on a 2-core machine, each keeping its model warm).
+``prepare_sites`` runs each hospital's data path first, as its data steward
+would (key, raw export with synthetic identifiers, de-identification,
+encryption); ``run_federated`` then runs the same ServerApp and ClientApp a
+deployment runs, with Flower's simulation runtime (one virtual SuperNode
+per hospital, two worker processes on a 2-core machine, each keeping its
+model warm), every hospital reading only its encrypted dataset.
 ``run_pooled`` trains the same model centrally on the pooled training data
 (FLamby's reference: Adam, learning rate 0.001, batch 4, 50 epochs) and
 scores it on each hospital's own test set.
@@ -14,17 +17,21 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hospfed.client.app import make_client_app, settings_by_partition
 from hospfed.client.data import NodeSettings
+from hospfed.client.prepare import prepare_export
+from hospfed.client.raw_export import hospital_raw_export, write_raw_export
 from hospfed.common.backend import BACKENDS
+from hospfed.common.crypto import generate_key_file
 from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.heart import HOSPITALS, load_hospital, load_pooled
 from hospfed.common.model import initial_weights
 from hospfed.common.privacy import PrivacySettings
+from hospfed.common.raw_schema import FED_HEART_RAW_SCHEMA
 from hospfed.common.training import TrainPlan
 from hospfed.server.app import RunResult, make_server_app
 from hospfed.server.config import RunConfig
@@ -67,26 +74,75 @@ def backend_config(num_hospitals: int, *, verbose: bool) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class PreparedSite:
+    """One simulated hospital's prepared dataset and the key that opens it."""
+
+    hospital: str
+    data: Path
+    key_file: Path
+
+
+def prepare_sites(
+    work_dir: Path, hospitals: Sequence[str] = HOSPITALS, *, seed: int = 0
+) -> list[PreparedSite]:
+    """Run each hospital's data path, as its data steward would.
+
+    For each hospital: ``keygen``, a raw export with synthetic identifiers
+    on its real rows (``demo-export``), ``prepare`` (de-identify, scan,
+    encrypt), then the raw export is deleted. Only the encrypted dataset
+    and the key remain, in ``work_dir/HOSPITAL/`` (mode 0700).
+
+    Parameters
+    ----------
+    work_dir : Path
+        An existing private directory.
+    hospitals : sequence of str
+        Hospitals of the embedded federation.
+    seed : int
+        Seed of the synthetic identifiers.
+
+    Returns
+    -------
+    list of PreparedSite
+        One per hospital, in order.
+
+    """
+    sites = []
+    for hospital in hospitals:
+        site = work_dir / hospital
+        site.mkdir(mode=0o700)
+        key = generate_key_file(site / "site.key")
+        raw = site / "raw-export.csv"
+        write_raw_export(hospital_raw_export(hospital, seed=seed), raw)
+        try:
+            prepare_export(raw, site / "site.hfd", schema=FED_HEART_RAW_SCHEMA, key=key)
+        finally:
+            raw.unlink()
+        sites.append(PreparedSite(hospital, site / "site.hfd", site / "site.key"))
+    return sites
+
+
 def heart_nodes(
+    sites: Sequence[PreparedSite],
     backend: str = "keras",
     *,
     privacy: PrivacySettings | None = None,
     state_dir: Path | None = None,
-    hospitals: Sequence[str] = HOSPITALS,
 ) -> list[NodeSettings]:
     """Node settings of the simulated hospitals.
 
     Parameters
     ----------
+    sites : sequence of PreparedSite
+        Each hospital's prepared dataset and key.
     backend : str
-        One of :data:`SIM_BACKENDS`; ``mixed`` alternates halves: the first
-        half of ``hospitals`` on Keras, the rest on PyTorch.
+        One of :data:`SIM_BACKENDS`; ``mixed`` puts the first half of the
+        hospitals on Keras and the rest on PyTorch.
     privacy : PrivacySettings, optional
         The same DP budget at every hospital; None is non-private.
     state_dir : Path, optional
         Parent of each hospital's state directory (needed with ``privacy``).
-    hospitals : sequence of str
-        Hospital of each virtual node.
 
     Returns
     -------
@@ -98,24 +154,32 @@ def heart_nodes(
         raise ConfigError(
             f"unknown backend {backend!r}; allowed: {', '.join(SIM_BACKENDS)}"
         )
-    half = len(hospitals) // 2
+    half = len(sites) // 2
+
+    def backend_of(index: int) -> str:
+        if backend != "mixed":
+            return backend
+        return "keras" if index < half else "torch"
+
     return [
         NodeSettings(
-            hospital=hospital,
+            hospital=site.hospital,
+            data=site.data,
+            key_file=site.key_file,
             backend=("keras" if i < half else "torch")
             if backend == "mixed"
             else backend,
             privacy=privacy,
-            state_dir=None if state_dir is None else state_dir / hospital,
+            state_dir=None if state_dir is None else state_dir / site.hospital,
         )
-        for i, hospital in enumerate(hospitals)
+        for i, site in enumerate(sites)
     ]
 
 
 def run_federated(
     config: RunConfig,
     *,
-    nodes: Sequence[NodeSettings] | None = None,
+    nodes: Sequence[NodeSettings],
     observer: RoundObserver | None = None,
     verbose: bool = False,
 ) -> RunResult:
@@ -125,9 +189,9 @@ def run_federated(
     ----------
     config : RunConfig
         The run (strategy, rounds, seed, output directory, ...).
-    nodes : sequence of NodeSettings, optional
-        One virtual hospital each (default: the four hospitals, Keras,
-        non-private).
+    nodes : sequence of NodeSettings
+        One virtual hospital each (see :func:`prepare_sites` and
+        :func:`heart_nodes`).
     observer : RoundObserver, optional
         Told about each finished round.
     verbose : bool
@@ -141,15 +205,11 @@ def run_federated(
         If a round gets fewer than ``config.min_hospitals`` results.
 
     """
-    nodes = heart_nodes() if nodes is None else list(nodes)
     if config.min_hospitals > len(nodes):
         raise ConfigError(
             f"min-hospitals is {config.min_hospitals} but the simulation has "
             f"only {len(nodes)} hospitals"
         )
-    for node in nodes:
-        if node.hospital in HOSPITALS:  # fail fast, before starting any worker
-            load_hospital(node.hospital)
     results: list[RunResult] = []
     server_app = make_server_app(config, observer, on_result=results.append)
     client_app = make_client_app(settings_by_partition(nodes))

@@ -1,3 +1,6 @@
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
@@ -8,23 +11,30 @@ from hospfed.client.app import (
     settings_by_partition,
     whitelisted,
 )
-from hospfed.client.data import NodeSettings
-from hospfed.common.errors import ConfigError, PrivacyBudgetError
+from hospfed.client.data import HospitalDataset, NodeSettings
+from hospfed.common.errors import ConfigError, PrivacyBudgetError, SchemaError
 from hospfed.common.heart import load_hospital
 from hospfed.common.model import ModelSpec, initial_weights
 from hospfed.common.privacy import PrivacySettings
 from hospfed.common.protocol import METRIC_WHITELIST, encode_instructions
+from hospfed.common.raw_schema import FED_HEART_SCHEMA
 from hospfed.common.training import TrainPlan
 
 
-def client_for(hospital, **settings):
-    node = NodeSettings(hospital=hospital, backend="keras", **settings)
-    return HospitalClient(load_hospital(hospital), node, "run-1")
+def node(hospital, **settings):
+    return NodeSettings(
+        hospital=hospital, data=Path("site.hfd"), key_file=Path("site.key"), **settings
+    )
+
+
+def client_for(hospital, schema=FED_HEART_SCHEMA, **settings):
+    dataset = HospitalDataset(load_hospital(hospital), schema)
+    return HospitalClient(dataset, node(hospital, **settings), "run-1")
 
 
 def instructions(spec, server_round=1, **plan):
     base = {"learning_rate": 0.01, "local_steps": 20, "batch_size": 4} | plan
-    return encode_instructions(TrainPlan(**base), spec, server_round)
+    return encode_instructions(TrainPlan(**base), spec, server_round, FED_HEART_SCHEMA)
 
 
 def test_fit_trains_on_local_data_and_reports_only_whitelisted_metrics():
@@ -75,16 +85,43 @@ def test_non_whitelisted_metrics_never_leave():
         whitelisted({"hospital": "x", "patient-age": 54})
 
 
-def test_node_settings_need_a_hospital_and_a_known_backend():
-    with pytest.raises(ConfigError, match="node config has no 'hospital'"):
-        NodeSettings.from_mapping({})
+def test_node_settings_need_a_prepared_dataset_its_key_and_a_known_backend():
+    with pytest.raises(ConfigError, match="node config has no 'data'"):
+        NodeSettings.from_mapping({"hospital": "va"})
+    with pytest.raises(ConfigError, match="exactly one of 'key-file'"):
+        NodeSettings.from_mapping({"data": "va.hfd"})
+    with pytest.raises(ConfigError, match="exactly one of 'key-file'"):
+        NodeSettings.from_mapping(
+            {"data": "va.hfd", "key-file": "k", "passphrase-env": "P"}
+        )
     with pytest.raises(ConfigError, match="backend: unknown value 'jax'"):
-        NodeSettings.from_mapping({"hospital": "va", "backend": "jax"})
-    assert NodeSettings.from_mapping({"hospital": "VA"}).hospital == "va"
+        NodeSettings.from_mapping({"data": "va.hfd", "key-file": "k", "backend": "jax"})
+    settings = NodeSettings.from_mapping({"data": "/x/VA.hfd", "passphrase-env": "P"})
+    assert settings.hospital == "VA" and settings.data == Path("/x/VA.hfd")
+    assert (
+        NodeSettings.from_mapping(
+            {"hospital": "VA", "data": "a.hfd", "key-file": "k"}
+        ).hospital
+        == "va"
+    )
+
+
+def test_data_prepared_under_another_schema_is_refused_naming_the_column():
+    other = replace(
+        FED_HEART_SCHEMA,
+        columns=tuple(
+            replace(c, kind="int") if c.name == "chol" else c
+            for c in FED_HEART_SCHEMA.columns
+        ),
+    )
+    client = client_for("va", schema=other)
+    spec = ModelSpec(13)
+    with pytest.raises(SchemaError, match="column 'chol': kind int here, float in"):
+        client.fit(initial_weights(spec, 0), instructions(spec))
 
 
 def test_simulation_maps_partition_ids_to_hospitals():
-    nodes = [NodeSettings("cleveland", "keras"), NodeSettings("va", "torch")]
+    nodes = [node("cleveland"), node("va", backend="torch")]
     resolve = settings_by_partition(nodes)
     context = Context(
         run_id=1,
@@ -93,7 +130,7 @@ def test_simulation_maps_partition_ids_to_hospitals():
         state=RecordDict(),
         run_config={},
     )
-    assert resolve(context) == NodeSettings(hospital="va", backend="torch")
+    assert resolve(context) == node("va", backend="torch")
 
 
 def test_a_private_hospital_reports_epsilon_and_not_its_training_loss(tmp_path):
@@ -118,9 +155,11 @@ def test_a_round_past_the_budget_is_declined_before_training(tmp_path):
 
 
 def test_node_config_carries_the_hospitals_own_privacy_settings(tmp_path):
-    node = NodeSettings.from_mapping(
+    settings = NodeSettings.from_mapping(
         {
             "hospital": "va",
+            "data": "va.hfd",
+            "key-file": "va.key",
             "backend": "torch",
             "epsilon": 2,
             "delta": "1e-4",
@@ -128,8 +167,9 @@ def test_node_config_carries_the_hospitals_own_privacy_settings(tmp_path):
             "state-dir": str(tmp_path),
         }
     )
-    assert node.privacy == PrivacySettings(epsilon=2.0, delta=1e-4, clip_norm=0.5)
-    assert node.state_dir == tmp_path
+    assert settings.privacy == PrivacySettings(epsilon=2.0, delta=1e-4, clip_norm=0.5)
+    assert settings.state_dir == tmp_path
     with pytest.raises(ConfigError, match="no 'state-dir'"):
-        NodeSettings.from_mapping({"hospital": "va", "epsilon": 1})
-    assert NodeSettings.from_mapping({"hospital": "va"}).privacy is None
+        NodeSettings.from_mapping({"data": "va.hfd", "key-file": "k", "epsilon": 1})
+    plain = NodeSettings.from_mapping({"data": "va.hfd", "key-file": "k"})
+    assert plain.privacy is None

@@ -67,3 +67,223 @@ def test_whole_numbers_required_for_int_columns():
     schema = DatasetSchema("s", 1, (Column("n", "int", "label"),), "n")
     with pytest.raises(SchemaError, match="expected whole numbers"):
         schema.validate(pd.DataFrame({"n": [1.0, 2.5]}))
+
+
+# --- string and date columns, de-identification rules, the schema contract ---
+
+from hospfed.common.errors import ConfigError  # noqa: E402
+from hospfed.common.raw_schema import (  # noqa: E402
+    BUILTIN_SCHEMAS,
+    FED_HEART_RAW_SCHEMA,
+    FED_HEART_SCHEMA,
+)
+from hospfed.common.schema import PSEUDONYM_PATTERN, parse_dates  # noqa: E402
+
+CLINICAL_FINGERPRINT = (
+    "5ee52058453ee71a2f648fa74438ddb44eda8e3fb36f07b5c558ebfce6d2a996"
+)
+
+
+def test_existing_fingerprints_did_not_change():
+    assert CLINICAL_SCHEMA.fingerprint() == CLINICAL_FINGERPRINT
+
+
+def test_fingerprint_is_canonical():
+    implicit = DatasetSchema(
+        "s", 1, (Column("x", "float", minimum=0), Column("y", "int", "label")), "y"
+    )
+    explicit = DatasetSchema(
+        "s",
+        1,
+        (Column("x", "float", minimum=0.0, deid="keep"), Column("y", "int", "label")),
+        "y",
+    )
+    assert implicit.fingerprint() == explicit.fingerprint()
+    assert implicit.describe_difference(explicit) is None
+
+
+def text_schema(**options):
+    return DatasetSchema(
+        "t", 1, (Column("code", "string", **options), Column("y", "int", "label")), "y"
+    )
+
+
+def test_string_columns_must_hold_text():
+    frame = pd.DataFrame({"code": [12345, 678], "y": [0, 1]})
+    with pytest.raises(
+        SchemaError, match="column 'code': expected text.*leading zeros"
+    ):
+        text_schema().validate(frame)
+    text_schema().validate(
+        pd.DataFrame({"code": ["a", None], "y": [0, 1]})
+        .astype({"code": "string[pyarrow]"})
+        .fillna({"code": "b"})
+    )
+
+
+def test_string_pattern_mismatches_are_counted_not_shown():
+    schema = text_schema(pattern="[0-9]{5}")
+    frame = pd.DataFrame({"code": ["44101", "4410", "abcde"], "y": [0, 1, 0]})
+    with pytest.raises(
+        SchemaError, match=r"column 'code': 2 values do not match"
+    ) as info:
+        schema.validate(frame)
+    assert "abcde" not in str(info.value)
+
+
+def test_dates_parse_with_the_declared_format():
+    schema = DatasetSchema(
+        "d",
+        1,
+        (
+            Column("seen", "date", "date", date_format="%d.%m.%Y"),
+            Column("y", "int", "label"),
+        ),
+        "y",
+    )
+    schema.validate(pd.DataFrame({"seen": ["31.12.1999", "01.02.2000"], "y": [0, 1]}))
+    with pytest.raises(
+        SchemaError,
+        match=r"column 'seen': 1 values are not dates in the format '%d.%m.%Y'",
+    ):
+        schema.validate(
+            pd.DataFrame({"seen": ["31.12.1999", "1999-12-31"], "y": [0, 1]})
+        )
+    parsed = parse_dates(pd.Series(["31.12.1999", None]), "%d.%m.%Y")
+    assert parsed[0] == pd.Timestamp("1999-12-31") and pd.isna(parsed[1])
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        (
+            Column("ssn", "string", "identifier", deid="keep"),
+            "column 'ssn'.*cannot use deid 'keep'",
+        ),
+        (
+            Column("note", "string", "free_text", deid="keep"),
+            "column 'note'.*'scrub' or 'drop'",
+        ),
+        (
+            Column("seen", "date", "feature"),
+            "column 'seen': a date .* cannot use deid 'keep'",
+        ),
+        (Column("seen", "date", "quasi_identifier", deid="keep"), "column 'seen'"),
+        (
+            Column("zip", "string", "identifier", phi="zip", deid="pseudonymise"),
+            "'drop' or 'zip3'",
+        ),
+        (Column("age", "int", "quasi_identifier", phi="age"), "'drop' or 'age_cap'"),
+        (
+            Column("name", "string", "identifier", phi="name", deid="zip3"),
+            "'drop' or 'pseudonymise'",
+        ),
+    ],
+)
+def test_unsafe_deidentification_is_refused(column, message):
+    with pytest.raises(ConfigError, match=message):
+        DatasetSchema("u", 1, (column, Column("y", "int", "label")), "y")
+
+
+def test_actions_must_fit_the_kind_and_options_the_column():
+    with pytest.raises(ConfigError, match="deid 'year' needs kind date"):
+        Column("seen", "string", "date")
+    with pytest.raises(ConfigError, match="unknown role 'secret'"):
+        Column("x", "string", "secret")
+    with pytest.raises(ConfigError, match="pattern is only for kind 'string'"):
+        Column("x", "int", pattern="[0-9]")
+    with pytest.raises(ConfigError, match="not a valid RE2"):
+        Column("x", "string", pattern="(unclosed")
+    with pytest.raises(ConfigError, match="does not write and read back a whole date"):
+        Column("x", "date", "date", date_format="%Y")
+
+
+def test_shifting_dates_needs_a_pseudonymised_patient_key():
+    with pytest.raises(ConfigError, match="needs a patient key"):
+        DatasetSchema(
+            "s",
+            1,
+            (Column("seen", "date", "date", deid="shift"), Column("y", "int", "label")),
+            "y",
+        )
+
+
+def test_the_label_must_be_kept():
+    with pytest.raises(ConfigError, match="the label must be kept"):
+        DatasetSchema("s", 1, (Column("y", "int", "label", deid="drop"),), "y")
+
+
+def test_raw_heart_schema_deidentifies_to_the_run_schema():
+    out = FED_HEART_RAW_SCHEMA.deidentified()
+    assert out == FED_HEART_SCHEMA
+    assert (out.name, out.version, out.stage) == (
+        "fed-heart-disease",
+        1,
+        "deidentified",
+    )
+    assert out.column_names[:6] == (
+        "mrn",
+        "birth_date",
+        "admission_date",
+        "state",
+        "zip",
+        "note",
+    )
+    assert out.column("mrn").pattern == PSEUDONYM_PATTERN
+    assert out.column("birth_date").kind == "int"
+    assert out.column("zip").pattern == "[0-9]{3}"
+    assert out.column("age").maximum == 90
+    assert out.quasi_identifiers == (
+        "birth_date",
+        "admission_date",
+        "state",
+        "zip",
+        "age",
+    )
+    assert out.deidentified() is out
+    assert set(BUILTIN_SCHEMAS) == {"fed-heart-disease-raw", "fed-heart-disease"}
+    assert FED_HEART_RAW_SCHEMA.text_columns[:3] == ("mrn", "patient_name", "ssn")
+    assert FED_HEART_RAW_SCHEMA.patient_key == "mrn"
+
+
+def test_a_deidentified_schema_cannot_hold_identifiers():
+    with pytest.raises(ConfigError, match="cannot have identifier columns"):
+        DatasetSchema(
+            "x",
+            1,
+            (Column("ssn", "string", "identifier"), Column("y", "int", "label")),
+            "y",
+            stage="deidentified",
+        )
+
+
+def test_schema_difference_names_the_first_column_that_differs():
+    run = FED_HEART_SCHEMA
+    columns = tuple(
+        Column("chol", "int", minimum=0, maximum=1000, nullable=True)
+        if c.name == "chol"
+        else c
+        for c in run.columns
+    )
+    mine = DatasetSchema(run.name, run.version, columns, run.label, stage=run.stage)
+    assert mine.describe_difference(run, other_name="the run's schema") == (
+        "column 'chol': kind int here, float in the run's schema"
+    )
+    with pytest.raises(
+        SchemaError, match="column 'chol': kind int here, float in the run's schema"
+    ):
+        mine.check_matches(run)
+    fewer = DatasetSchema(
+        run.name,
+        run.version,
+        run.columns[:-2] + run.columns[-1:],
+        run.label,
+        stage=run.stage,
+    )
+    assert (
+        fewer.describe_difference(run)
+        == "column 'thal' is missing here but in the other schema"
+    )
+    newer = DatasetSchema(run.name, 2, run.columns, run.label, stage=run.stage)
+    assert newer.describe_difference(run) == "version 2 here, 1 in the other schema"
+    run.check_matches(FED_HEART_RAW_SCHEMA.deidentified())

@@ -137,16 +137,13 @@ def test_pooled_reference_writes_a_results_directory(capsys, tmp_path):
 def test_a_schema_mismatch_stops_the_run_before_it_starts(
     capsys, monkeypatch, tmp_path
 ):
+    from hospfed.client import raw_export
     from hospfed.common import heart
 
     tables = {h: t.copy() for h, t in heart.load_clinical_tables().items()}
     tables["va"].loc[0, "age"] = 300
-    monkeypatch.setattr(heart, "_clinical_tables", lambda: tables)
-    heart.load_hospital.cache_clear()
-    try:
-        code, _, err = run(["heart", "--out", str(tmp_path / "o")], capsys)
-    finally:
-        heart.load_hospital.cache_clear()
+    monkeypatch.setattr(raw_export, "load_clinical_tables", lambda: tables)
+    code, _, err = run(["heart", "--out", str(tmp_path / "o")], capsys)
     assert code == 2
     assert err == "hospfed-sim: error: column 'age': 1 values outside [0, 120]\n"
     assert not (tmp_path / "o").exists()

@@ -1,0 +1,1952 @@
+"""De-identification under HIPAA Safe Harbor, driven by the schema, and its checks.
+
+:func:`deidentify` applies each raw column's ``deid`` action (see
+:class:`~hospfed.common.schema.Column`): direct identifiers are dropped or
+replaced by keyed pseudonyms (HMAC-SHA256 under a per-hospital secret, never
+a plain hash); dates keep their year or are shifted by a secret per-patient
+offset; ages over 89 become 90; ZIP codes keep 3 digits, or ``000`` in the
+sparsely populated areas of :data:`RESTRICTED_ZIP3`; free text is scrubbed
+of the row's own identifier values (the words of the patient's name, the
+street address, the city) and of identifier patterns
+(:data:`IDENTIFIER_PATTERNS`); a k-anonymity report over the
+quasi-identifiers can suppress rows in groups smaller than k.
+:func:`scan_residual_identifiers` looks for anything identifier-like left in
+the result and :func:`check_residual_identifiers` fails closed on it, and
+:func:`deidentify_checked` does validate, de-identify and check in one call.
+The work is vectorised (pyarrow compute kernels, NumPy over Arrow's byte
+buffers); only the HMAC of each distinct value, and free text that is not
+ASCII, go value by value in Python. Nothing here ever puts a patient value
+in a message or report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.hmac import HMAC
+
+from hospfed.common.errors import (
+    ConfigError,
+    DataError,
+    IdentifierLeakError,
+    SchemaError,
+)
+from hospfed.common.schema import (
+    AGE_CAP,
+    PSEUDONYM_LETTERS,
+    PSEUDONYM_PREFIX,
+    Column,
+    DatasetSchema,
+    is_text,
+    parse_dates,
+    text_array,
+)
+
+Ints = npt.NDArray[np.int64]
+_T = TypeVar("_T")
+TEXT = pa.large_string()
+
+# --- configuration ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestrictedZip3:
+    """A versioned list of 3-digit ZIP prefixes that Safe Harbor turns into ``000``.
+
+    Attributes
+    ----------
+    version : str
+        Short name of the list, shown in reports (e.g. ``"census-2000"``).
+    source : str
+        Where the list comes from.
+    prefixes : frozenset of str
+        The restricted prefixes.
+
+    """
+
+    version: str
+    source: str
+    prefixes: frozenset[str]
+
+
+SAFE_HARBOR_ZIP3_CENSUS_2000 = RestrictedZip3(
+    version="census-2000",
+    source=(
+        "HHS OCR, Guidance Regarding Methods for De-identification (2012), "
+        "section 2.4: 3-digit ZIP areas with 20,000 people or fewer in the "
+        "2000 Census"
+    ),
+    prefixes=frozenset(
+        {
+            "036",
+            "059",
+            "063",
+            "102",
+            "203",
+            "556",
+            "692",
+            "790",
+            "821",
+            "823",
+            "830",
+            "831",
+            "878",
+            "879",
+            "884",
+            "890",
+            "893",
+        }
+    ),
+)
+
+RESTRICTED_ZIP3 = SAFE_HARBOR_ZIP3_CENSUS_2000
+"""The list :func:`deidentify` uses unless told otherwise.
+
+Safe Harbor says to use the most recent Census data: when OCR publishes a
+newer list, add it as a new :class:`RestrictedZip3` and point this at it.
+"""
+
+MAX_DATE_SHIFT_DAYS = 365
+"""Shifted dates move by 1 to this many days, forwards or backwards."""
+
+_MIN_SECRET_BYTES = 16
+
+
+@dataclass(frozen=True)
+class DeidSecrets:
+    """The hospital's de-identification secrets (never shown by ``repr``).
+
+    Derive both from the hospital's data key (HKDF in
+    ``cryptography``); the same secrets give the same pseudonyms and date
+    offsets, so a hospital's prepared datasets stay joinable.
+
+    Parameters
+    ----------
+    pseudonym : bytes
+        HMAC-SHA256 key of the pseudonyms, at least 16 bytes.
+    date_shift : bytes
+        HMAC-SHA256 key of the per-patient date offsets, at least 16 bytes.
+
+    Raises
+    ------
+    ConfigError
+        If a secret is too short.
+
+    """
+
+    pseudonym: bytes = field(repr=False)
+    date_shift: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("pseudonym", "date_shift"):
+            secret = getattr(self, name)
+            if not isinstance(secret, bytes) or len(secret) < _MIN_SECRET_BYTES:
+                raise ConfigError(
+                    f"the {name} secret must be at least {_MIN_SECRET_BYTES} bytes; "
+                    "derive it from the hospital's data key"
+                )
+
+
+# --- identifier patterns ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentifierPattern:
+    """A kind of identifier recognised in text.
+
+    Attributes
+    ----------
+    kind : str
+        Short name used in findings (``"phone"``).
+    tag : str
+        What a scrubbed match is replaced with (``"[PHONE]"``).
+    regex : str
+        RE2 regular expression.
+    description : str
+        What it is, for messages ("a phone number").
+
+    """
+
+    kind: str
+    tag: str
+    regex: str
+    description: str
+
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?"
+    r"|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_DAY = r"(?:3[01]|[12][0-9]|0?[1-9])(?:st|nd|rd|th)?"
+_OVER_89 = r"(?:9[0-9]|1[0-4][0-9])"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_STREET_SUFFIXES = (  # noqa: SIM905 (a list literal would take 80 lines)
+    # USPS street suffixes (Publication 28, appendix C1): names, then the
+    # common abbreviations.
+    "alley avenue beach bend bluff bluffs bottom boulevard branch bridge brook "
+    "brooks burg burgs bypass camp canyon cape causeway center centers circle "
+    "circles cliff cliffs club common corner corners course court courts cove coves "
+    "creek crescent crest crossing crossroad curve dale dam divide drive drives "
+    "estate estates expressway extension extensions fall falls ferry field fields "
+    "flat flats ford fords forest forge forges fork forks fort freeway garden "
+    "gardens gateway glen glens green greens grove groves harbor harbors haven "
+    "heights highway hill hills hollow inlet island islands isle junction junctions "
+    "key keys knoll knolls lake lakes land landing lane light lights loaf lock locks "
+    "lodge loop mall manor manors meadow meadows mews mill mills mission motorway "
+    "mount mountain mountains neck orchard oval overpass park parks parkway "
+    "parkways pass passage path pike pine pines place plain plains plaza point "
+    "points port ports prairie radial ramp ranch rapid rapids rest ridge ridges "
+    "river road roads route row rue run shoal shoals shore shores skyway spring "
+    "springs spur spurs square squares station stravenue stream street streets "
+    "summit terrace throughway trace track trafficway trail trailer tunnel turnpike "
+    "underpass union unions valley valleys via viaduct view views village villages "
+    "ville vista walk walks wall way ways well wells "
+    "aly ave av blvd br brg byp cir ct cts cv crk cres xing dr est expy ext fwy "
+    "gdns gtwy hbr hts hwy is jct ln mnr mdws mt mtn pkwy pl plz pt rd rdg rte sq "
+    "st sta ter trl tpke vw vlg wy"
+).split()
+_STREET = (
+    r"\b[0-9]{1,6}[A-Za-z]?\s+(?:[A-Za-z0-9][A-Za-z0-9'.-]*\s+){0,4}?"
+    rf"(?i:{'|'.join(sorted(_STREET_SUFFIXES, key=len, reverse=True))})\b\.?"
+    r"(?:,?\s*(?i:apt|apartment|suite|ste|unit|room|rm|floor|fl|#)\.?\s*#?\s*"
+    r"[A-Za-z0-9-]+\b)?"
+)
+
+IDENTIFIER_PATTERNS: tuple[IdentifierPattern, ...] = (
+    IdentifierPattern(
+        "url",
+        "[URL]",
+        r"(?i:\b(?:(?:https?|ftp)://|www\.)[^\s<>\"']+)",
+        "a web address",
+    ),
+    IdentifierPattern(
+        "email",
+        "[EMAIL]",
+        # The local part may hold a row's own name, already replaced by a tag
+        # or by its placeholder bytes (see _PLACEHOLDERS).
+        r"[A-Za-z0-9._%+\-\[\]\x01-\x03]+"
+        r"@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+        "an email address",
+    ),
+    IdentifierPattern(
+        "ipv4",
+        "[IP]",
+        rf"\b(?:{_OCTET}\.){{3}}{_OCTET}\b",
+        "an IPv4 address",
+    ),
+    IdentifierPattern(
+        "ipv6",
+        "[IP]",
+        r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b)",
+        "an IPv6 address",
+    ),
+    IdentifierPattern(
+        "address",
+        "[ADDRESS]",
+        _STREET,
+        "a street address",
+    ),
+    IdentifierPattern(
+        "ssn",
+        "[SSN]",
+        r"\b(?:[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9})\b",
+        "a social security number",
+    ),
+    IdentifierPattern(
+        "date",
+        "[DATE]",
+        r"\b[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
+        r"|\b[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{4}|[0-9]{2})\b"
+        rf"|(?i:\b{_MONTH}\b\.?\s+{_DAY}\b(?:,?\s+[0-9]{{4}}\b)?)"
+        rf"|(?i:\b{_DAY}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+[0-9]{{4}}\b)?)"
+        rf"|(?i:\b{_MONTH}\b\.?,?\s+[0-9]{{4}}\b)",
+        "a date",
+    ),
+    IdentifierPattern(
+        "phone",
+        "[PHONE]",
+        r"(?:\+?1[-. ]?|001[-. ]?)?\(?[0-9]{3}\)?[-. ]?[0-9]{3}[-. ]?[0-9]{4}"
+        r"(?i:\s*(?:x|ext\.?)\s*[0-9]{1,6})?\b",
+        "a phone number",
+    ),
+    IdentifierPattern(
+        "age_over_89",
+        "[AGE>89]",
+        rf"(?i:\b{_OVER_89}\s*-?\s*(?:years?|yrs?)\s*-?\s*old\b"
+        rf"|\b{_OVER_89}\s*-?\s*(?:y/?o|yo)\b"
+        rf"|\bage[ds]?:?\s*{_OVER_89}\b)",
+        "an age over 89",
+    ),
+    IdentifierPattern(
+        "mrn",
+        "[MRN]",
+        r"[A-Za-z]{0,4}[#-]?[0-9]{5,}",
+        "a record or account number (5 or more digits)",
+    ),
+)
+"""Identifier patterns, by priority: where two match at one place, the first wins."""
+
+_COMBINED = "|".join(f"(?:{p.regex})" for p in IDENTIFIER_PATTERNS)
+_UNKNOWN_TAG = "[ID]"
+_MARK = "\x00"
+
+_OWN_VALUE_TAGS = {"name": "[NAME]", "geographic": "[LOCATION]"}
+"""The tag replacing a row's own value of each Safe Harbor category (else ``[ID]``)."""
+
+_PATTERN_SHAPED = frozenset(
+    (
+        "phone",
+        "fax",
+        "email",
+        "ssn",
+        "mrn",
+        "health_plan",
+        "account",
+        "url",
+        "ip",
+        "zip",
+    )
+)
+"""Identifier categories whose values :data:`IDENTIFIER_PATTERNS` recognise."""
+_TITLES = "mr mrs ms miss mx dr prof md do dds dmd dvm phd rn np jr sr ii iii iv esq"
+"""Words of a name that are not the patient's: titles, degrees and suffixes."""
+_MIN_NAME_WORD = 2
+_MIN_OWN_VALUE = 3
+
+
+# --- the report ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KAnonymity:
+    """How well the quasi-identifiers hide each patient in a crowd.
+
+    Attributes
+    ----------
+    quasi_identifiers : tuple of str
+        The columns combined.
+    k : int or None
+        The threshold asked for, if any.
+    min_group_size : int
+        Size of the smallest group of rows sharing all quasi-identifiers
+        (the data is ``min_group_size``-anonymous); 0 for no rows.
+    groups : int
+        Number of distinct combinations.
+    rows_below_k : int
+        Rows in groups smaller than ``k`` before suppression (0 if no ``k``).
+
+    """
+
+    quasi_identifiers: tuple[str, ...]
+    k: int | None
+    min_group_size: int
+    groups: int
+    rows_below_k: int
+
+
+@dataclass(frozen=True)
+class DeidReport:
+    """What de-identification did: counts and column names, never values.
+
+    Attributes
+    ----------
+    schema : str
+        The raw schema, as ``name vN``.
+    rows_in, rows_out : int
+        Rows before and after (rows out = rows in - rows suppressed).
+    dropped : tuple of str
+        Columns removed.
+    pseudonymised : tuple of str
+        Columns replaced by keyed pseudonyms.
+    generalised : tuple of (str, str)
+        ``(column, action)`` for dates, ZIP codes and ages.
+    scrubbed : tuple of str
+        Free-text columns scrubbed.
+    scrub_counts : tuple of (str, int)
+        Replacements made in free text, per tag, most frequent first.
+    ages_capped : int
+        Ages over 89 set to 90.
+    zip3_restricted : int
+        ZIP codes set to ``000``.
+    zip3_list : str
+        Version of the restricted ZIP prefix list.
+    rows_suppressed : int
+        Rows removed for being in a group smaller than k.
+    k_anonymity : KAnonymity
+        The report on the quasi-identifiers, after suppression.
+
+    """
+
+    schema: str
+    rows_in: int
+    rows_out: int
+    dropped: tuple[str, ...]
+    pseudonymised: tuple[str, ...]
+    generalised: tuple[tuple[str, str], ...]
+    scrubbed: tuple[str, ...]
+    scrub_counts: tuple[tuple[str, int], ...]
+    ages_capped: int
+    zip3_restricted: int
+    zip3_list: str
+    rows_suppressed: int
+    k_anonymity: KAnonymity
+
+    def to_lines(self) -> list[str]:
+        """Return the report as short lines for the command line."""
+        lines = [
+            f"schema: {self.schema}",
+            f"rows: {self.rows_in:,} in, {self.rows_out:,} out "
+            f"({self.rows_suppressed:,} suppressed)",
+            f"dropped ({len(self.dropped)}): {_names(self.dropped)}",
+            f"pseudonymised ({len(self.pseudonymised)}): "
+            f"{_names(self.pseudonymised)} (keyed HMAC-SHA256)",
+            f"generalised ({len(self.generalised)}): "
+            + (
+                ", ".join(self._generalisation(c, a) for c, a in self.generalised)
+                or "-"
+            ),
+            f"scrubbed ({len(self.scrubbed)}): {_names(self.scrubbed)}"
+            + (
+                " (" + ", ".join(f"{tag} {n:,}" for tag, n in self.scrub_counts) + ")"
+                if self.scrub_counts
+                else ""
+            ),
+            self._k_line(),
+        ]
+        return lines
+
+    def _generalisation(self, column: str, action: str) -> str:
+        if action == "zip3":
+            return (
+                f"{column} -> 3-digit ZIP ({self.zip3_restricted:,} set to 000, "
+                f"list {self.zip3_list})"
+            )
+        if action == "age_cap":
+            return f"{column} -> 90+ ({self.ages_capped:,} capped)"
+        return f"{column} -> {'year' if action == 'year' else 'shifted date'}"
+
+    def _k_line(self) -> str:
+        k = self.k_anonymity
+        if not k.quasi_identifiers:
+            return "k-anonymity: no quasi-identifiers"
+        below = f"; {k.rows_below_k:,} rows were in groups < {k.k}" if k.k else ""
+        return (
+            f"k-anonymity over {_names(k.quasi_identifiers)}: k = {k.min_group_size:,} "
+            f"({k.groups:,} groups{below})"
+        )
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "-"
+
+
+# --- de-identification --------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """Counts gathered while de-identifying (mutable, private)."""
+
+    scrub_counts: Counter[str] = field(default_factory=Counter)
+    ages_capped: int = 0
+    zip3_restricted: int = 0
+
+
+def deidentify(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    secrets: DeidSecrets,
+    *,
+    k: int | None = None,
+    restricted_zip3: RestrictedZip3 = RESTRICTED_ZIP3,
+) -> tuple[pd.DataFrame, DeidReport]:
+    """De-identify a raw export under its schema's ``deid`` actions.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The raw export, already checked with ``schema.validate``. Text
+        columns are fastest Arrow-backed (``string[pyarrow]``).
+    schema : DatasetSchema
+        Its raw contract.
+    secrets : DeidSecrets
+        The hospital's pseudonym and date-shift secrets.
+    k : int, optional
+        If given, rows whose quasi-identifier combination is shared by fewer
+        than ``k`` rows are suppressed.
+    restricted_zip3 : RestrictedZip3
+        The ZIP prefixes that become ``000``.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Columns of ``schema.deidentified()``, rows in their original order
+        with their original index labels (so the raw identifiers can be
+        aligned for :func:`scan_residual_identifiers`; write it without the
+        index).
+    report : DeidReport
+        What was done, without any patient value.
+
+    Raises
+    ------
+    ConfigError
+        If ``schema`` is not a raw schema or ``k`` is not positive.
+    SchemaError
+        If a column of the schema is missing.
+    DataError
+        If a date to shift has no patient key.
+
+    """
+    result = _deidentify(frame, schema, secrets, k, restricted_zip3)
+    return result.frame, result.report
+
+
+@dataclass(frozen=True)
+class _Result:
+    """De-identified rows, the report, and what the scan can reuse."""
+
+    frame: pd.DataFrame
+    report: DeidReport
+    own_values: _OwnValues | None
+    kept: Ints
+
+
+def _deidentify(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    secrets: DeidSecrets,
+    k: int | None,
+    restricted_zip3: RestrictedZip3,
+) -> _Result:
+    _check_request(frame, schema, k)
+    tally = _Tally()
+    scrubbed = [c.name for c in schema.columns if c.action == "scrub"]
+    own_values = _own_values(frame, schema.columns) if scrubbed else None
+    marked = {
+        name: _mark_free_text(text_array(frame[name]), own_values, tally.scrub_counts)
+        for name in scrubbed
+    }
+    # The pattern pass over free text runs in Arrow kernels that release the
+    # GIL: it runs in other threads while this one computes the HMACs.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        patterns = {
+            n: pool.submit(_scrub_patterns_of, text) for n, text in marked.items()
+        }
+        columns = {
+            c.name: _deidentified(frame, c, schema, secrets, restricted_zip3, tally)
+            for c in schema.columns
+            if c.action not in ("drop", "scrub")
+        }
+        for name, future in patterns.items():
+            text, counts = future.result()
+            tally.scrub_counts.update(counts)
+            columns[name] = _text_series(text, frame[name])
+    out = pd.DataFrame(
+        {n: columns[n] for n in schema.column_names if n in columns}, index=frame.index
+    )
+    out_schema = schema.deidentified()
+    out, anonymity, kept = _k_anonymise(out, out_schema.quasi_identifiers, k)
+    report = _report(frame, schema, out, tally, restricted_zip3, anonymity)
+    return _Result(out, report, own_values, kept)
+
+
+def _check_request(frame: pd.DataFrame, schema: DatasetSchema, k: int | None) -> None:
+    if schema.stage != "raw":
+        raise ConfigError(
+            f"schema {schema.name!r} describes de-identified data; "
+            "de-identify with the raw export's schema"
+        )
+    if k is not None and (isinstance(k, bool) or k < 1):
+        raise ConfigError(f"k must be a positive whole number, got {k!r}")
+    missing = [c for c in schema.column_names if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"schema {schema.name!r}: missing columns {missing}")
+
+
+def _report(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    out: pd.DataFrame,
+    tally: _Tally,
+    restricted_zip3: RestrictedZip3,
+    anonymity: KAnonymity,
+) -> DeidReport:
+    return DeidReport(
+        schema=f"{schema.name} v{schema.version}",
+        rows_in=len(frame),
+        rows_out=len(out),
+        dropped=_with_action(schema, ("drop",)),
+        pseudonymised=_with_action(schema, ("pseudonymise",)),
+        generalised=tuple(
+            (c.name, c.action)
+            for c in schema.columns
+            if c.action in ("year", "shift", "zip3", "age_cap")
+        ),
+        scrubbed=_with_action(schema, ("scrub",)),
+        scrub_counts=tuple(tally.scrub_counts.most_common()),
+        ages_capped=tally.ages_capped,
+        zip3_restricted=tally.zip3_restricted,
+        zip3_list=restricted_zip3.version,
+        rows_suppressed=len(frame) - len(out),
+        k_anonymity=anonymity,
+    )
+
+
+def _with_action(schema: DatasetSchema, actions: Iterable[str]) -> tuple[str, ...]:
+    return tuple(c.name for c in schema.columns if c.action in actions)
+
+
+def _deidentified(
+    frame: pd.DataFrame,
+    column: Column,
+    schema: DatasetSchema,
+    secrets: DeidSecrets,
+    restricted_zip3: RestrictedZip3,
+    tally: _Tally,
+) -> pd.Series:
+    values = frame[column.name]
+    action = column.action
+    if action == "pseudonymise":
+        return _text_series(pseudonymise(text_array(values), secrets.pseudonym), values)
+    if action == "year":
+        years = parse_dates(values, column.effective_date_format).dt.year
+        return years.astype("Int64")
+    if action == "shift":
+        key = schema.patient_key
+        assert key is not None  # the schema refuses 'shift' without one
+        return _shifted(values, column, text_array(frame[key]), secrets.date_shift)
+    if action == "zip3":
+        zips, restricted = zip3(text_array(values), restricted_zip3)
+        tally.zip3_restricted += restricted
+        return _text_series(zips, values)
+    if action == "age_cap":
+        over = (values > AGE_CAP - 1).fillna(False).astype(bool)
+        tally.ages_capped += int(over.sum())
+        return values.mask(over, AGE_CAP)
+    return values
+
+
+def _text_series(array: pa.Array, like: pd.Series) -> pd.Series:
+    return pd.Series(
+        pd.arrays.ArrowStringArray(array.cast(TEXT)), index=like.index, name=like.name
+    )
+
+
+# --- pseudonyms and date shifts -----------------------------------------------
+
+
+def keyed_digests(values: pa.Array, secret: bytes) -> bytes:
+    """Return HMAC-SHA256(``secret``, value) of each value, concatenated.
+
+    The HMAC is ``cryptography``'s: one keyed template is built, and each
+    value is hashed on a copy of it, so the key schedule is computed once
+    (about three times faster here than ``hmac.digest``, which looks the
+    digest up again on every call).
+
+    Parameters
+    ----------
+    values : pyarrow.Array
+        Text values, none missing, UTF-8 encoded before hashing.
+    secret : bytes
+        The HMAC key.
+
+    Returns
+    -------
+    bytes
+        ``32 * len(values)`` bytes.
+
+    """
+    template = HMAC(secret, hashes.SHA256())
+    copy = template.copy
+    digests = bytearray()
+    for value in values.cast(pa.large_binary()).to_pylist():
+        mac = copy()
+        mac.update(value)
+        digests += mac.finalize()
+    return bytes(digests)
+
+
+_PSEUDONYM_ALPHABET = np.frombuffer(b"abcdefghijklmnop", dtype=np.uint8)
+
+
+def pseudonymise(values: pa.Array, secret: bytes) -> pa.Array:
+    """Replace each value by its keyed pseudonym; missing values stay missing.
+
+    A pseudonym is :data:`~hospfed.common.schema.PSEUDONYM_PREFIX` and the
+    first 96 bits of HMAC-SHA256(``secret``, value) written with the letters
+    ``a``-``p``: the same value and secret always give the same pseudonym,
+    another secret gives an unrelated one, and without the secret it cannot
+    be recomputed from a guessed value (as a plain hash could). Each distinct
+    value is hashed once.
+
+    Parameters
+    ----------
+    values : pyarrow.Array
+        Text values.
+    secret : bytes
+        The hospital's pseudonym secret.
+
+    Returns
+    -------
+    pyarrow.Array
+        The pseudonyms, in the order of ``values``.
+
+    """
+    encoded = pc.dictionary_encode(values)
+    digests = np.frombuffer(
+        keyed_digests(encoded.dictionary, secret), dtype=np.uint8
+    ).reshape(-1, 32)
+    return _pseudonym_text(digests).take(encoded.indices)
+
+
+def _pseudonym_text(digests: npt.NDArray[np.uint8]) -> pa.Array:
+    count = len(digests)
+    head = digests[:, : PSEUDONYM_LETTERS // 2]
+    nibbles = np.stack([head >> 4, head & 0x0F], axis=2).reshape(
+        count, PSEUDONYM_LETTERS
+    )
+    prefix = np.frombuffer(PSEUDONYM_PREFIX.encode(), dtype=np.uint8)
+    chars = np.hstack(
+        [np.broadcast_to(prefix, (count, prefix.size)), _PSEUDONYM_ALPHABET[nibbles]]
+    )
+    width = chars.shape[1]
+    offsets = np.arange(count + 1, dtype=np.int64) * width
+    return pa.LargeStringArray.from_buffers(
+        count, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars))
+    )
+
+
+def date_offsets(keys: pa.Array, secret: bytes) -> Ints:
+    """Return each patient's secret date offset in days (never 0).
+
+    The offset is drawn from HMAC-SHA256(``secret``, patient key), uniformly
+    from -:data:`MAX_DATE_SHIFT_DAYS` to -1 and 1 to
+    :data:`MAX_DATE_SHIFT_DAYS`, so all dates of one patient move together
+    and intervals between them are kept.
+
+    Parameters
+    ----------
+    keys : pyarrow.Array
+        Patient keys (raw, before pseudonymisation), none missing.
+    secret : bytes
+        The hospital's date-shift secret.
+
+    Returns
+    -------
+    numpy.ndarray
+        One offset per key.
+
+    """
+    encoded = pc.dictionary_encode(keys)
+    digests = np.frombuffer(keyed_digests(encoded.dictionary, secret), dtype=np.uint8)
+    draw = digests.reshape(-1, 32)[:, :8].copy().view("<u8").ravel()
+    span = np.uint64(MAX_DATE_SHIFT_DAYS)
+    days = (draw % span).astype(np.int64) + 1
+    sign = np.where((draw // span) % np.uint64(2) == 0, 1, -1)
+    per_key = days * sign
+    return np.asarray(per_key[encoded.indices.to_numpy(zero_copy_only=False)], np.int64)
+
+
+def _shifted(
+    values: pd.Series, column: Column, keys: pa.Array, secret: bytes
+) -> pd.Series:
+    dates = parse_dates(values, column.effective_date_format)
+    keyless = keys.is_null().to_numpy(zero_copy_only=False)
+    orphan = keyless & dates.notna().to_numpy()
+    if orphan.any():
+        raise DataError(
+            f"column {column.name!r}: {int(orphan.sum())} rows have a date to shift "
+            "but no patient key; fill the key or drop those rows"
+        )
+    offsets = np.zeros(len(values), dtype=np.int64)
+    if (~keyless).any():
+        present = np.flatnonzero(~keyless)
+        offsets[present] = date_offsets(keys.take(present), secret)
+    return dates + pd.to_timedelta(offsets, unit="D")
+
+
+def zip3(values: pa.Array, restricted: RestrictedZip3) -> tuple[pa.Array, int]:
+    """Cut ZIP codes to 3 digits; restricted or malformed prefixes become ``000``.
+
+    Parameters
+    ----------
+    values : pyarrow.Array
+        ZIP codes as text; missing values stay missing.
+    restricted : RestrictedZip3
+        The prefixes that become ``000``.
+
+    Returns
+    -------
+    zips : pyarrow.Array
+        3-digit prefixes.
+    count : int
+        How many values became ``000``.
+
+    """
+    prefix = pc.utf8_slice_codeunits(values, 0, 3)
+    well_formed = pc.match_substring_regex(prefix, "^[0-9]{3}$")
+    banned = pc.is_in(prefix, value_set=pa.array(sorted(restricted.prefixes), TEXT))
+    keep = pc.and_(well_formed, pc.invert(banned))
+    zips = pc.if_else(keep, prefix, pa.scalar("000", TEXT))
+    count = int(pc.sum(pc.invert(keep)).as_py() or 0)
+    return zips, count
+
+
+# --- free text ----------------------------------------------------------------
+#
+# Free text is scrubbed in two steps over the Arrow byte buffers. (1) Each
+# row's own identifier values ("needles": the words of the patient's name,
+# the city, the street address) are found as whole words with NumPy and
+# overwritten, byte for byte, with a placeholder byte of their tag, so that
+# nothing moves. (2) One RE2 pass marks every match of the identifier
+# patterns and every run of placeholders; each value is split at the marks,
+# the marked pieces are classified and swapped for their tags, and the value
+# is joined back. A word is a run of ASCII letters or a run of digits, so
+# "Smith555-1234" holds the word "smith". Rows with text or needles that are
+# not ASCII take a per-row path for step 1 (case folding can change the
+# length of non-ASCII text, so byte positions would not line up). Step 2 runs
+# on two threads (Arrow kernels release the GIL; NumPy's indexing does not).
+
+U8 = npt.NDArray[np.uint8]
+Bools = npt.NDArray[np.bool_]
+
+_OTHER, _LETTER, _DIGIT = 0, 1, 2
+_ROWS_PER_BLOCK = 1 << 17
+_MIN_PARALLEL_ROWS = 1 << 16
+_SIGNATURE_BITS = 24
+_LONGEST = 1 << 20  # needles longer than this many bytes are not looked for
+_PLACEHOLDERS = {"[NAME]": 1, "[LOCATION]": 2, _UNKNOWN_TAG: 3}
+"""The placeholder byte of each own-value tag (see step 1 above)."""
+_PLACEHOLDER_RUN = "[\\x01-\\x03]+"
+_CONTROL = "[\\x00-\\x03]"
+_SCRUB_PATTERN = f"{_COMBINED}|(?:{_PLACEHOLDER_RUN})"
+
+
+def _parallel(tasks: Sequence[Callable[[], _T]]) -> list[_T]:
+    """Run ``tasks`` on two threads (for tasks spent in GIL-free Arrow kernels)."""
+    if len(tasks) < 2:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda task: task(), tasks))
+
+
+def _halves(array: pa.Array) -> list[pa.Array]:
+    """The array in two halves, if it is long enough to be worth it."""
+    middle = len(array) // 2
+    if middle < _MIN_PARALLEL_ROWS:
+        return [array]
+    return [array.slice(0, middle), array.slice(middle)]
+
+
+def _plain(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One ``large_string`` array."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(TEXT)
+
+
+def _buffers(array: pa.Array) -> tuple[Ints, U8]:
+    """Offsets (starting at 0) and UTF-8 bytes of a ``large_string`` array."""
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        array.offset : array.offset + len(array) + 1
+    ]
+    if data_buffer is None or not len(offsets):
+        return np.zeros(len(array) + 1, np.int64), np.zeros(0, np.uint8)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    return offsets - offsets[0], data[offsets[0] : offsets[-1]]
+
+
+def _text_from(offsets: Ints, data: U8, like: pa.Array) -> pa.Array:
+    """A string array of ``data`` cut at ``offsets``, with the nulls of ``like``."""
+    text = pa.LargeStringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data)
+    )
+    if like.null_count:
+        text = pc.if_else(like.is_valid(), text, pa.scalar(None, TEXT))
+    return text
+
+
+def _spans_text(data: U8, starts: Ints, ends: Ints) -> pa.Array:
+    """The byte spans ``[starts, ends)`` of ``data`` as a string array."""
+    lengths = ends - starts
+    picked = data[np.repeat(starts, lengths) + _ramp(lengths)]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return pa.LargeStringArray.from_buffers(
+        len(starts), pa.py_buffer(offsets), pa.py_buffer(picked)
+    )
+
+
+def _ramp(lengths: Ints) -> Ints:
+    """``0..n-1`` for each ``n`` in ``lengths``, concatenated."""
+    total = int(lengths.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+
+
+def _char_classes(data: U8, *, non_ascii: int = _OTHER) -> U8:
+    """Class of each byte: 1 an ASCII letter, 2 a digit, else ``non_ascii`` or 0."""
+    letter = ((data | 0x20) - np.uint8(ord("a")) < 26).view(np.uint8)
+    digit = (data - np.uint8(ord("0")) < 10).view(np.uint8)
+    classes = np.bitwise_or(letter, np.left_shift(digit, 1), dtype=np.uint8)
+    if non_ascii != _OTHER:
+        non_ascii_bytes = (data >= 0x80).view(np.uint8) * np.uint8(non_ascii)
+        classes = np.bitwise_or(classes, non_ascii_bytes, dtype=np.uint8)
+    return classes
+
+
+def _any_in(flags: Bools, offsets: Ints) -> Bools:
+    """Whether each value of a string array has a flagged byte."""
+    if not flags.size:
+        return np.zeros(len(offsets) - 1, dtype=bool)
+    starts = np.minimum(offsets[:-1], flags.size - 1)
+    return np.logical_or.reduceat(flags, starts) & (offsets[1:] > offsets[:-1])
+
+
+def _words(classes: U8, offsets: Ints) -> tuple[Ints, Ints, Ints]:
+    """Start, end and row of every word (a run of bytes of one class).
+
+    ``offsets`` delimit the rows in ``classes`` (from 0); no word crosses a
+    row's end.
+    """
+    before = np.zeros_like(classes)
+    before[1:] = classes[:-1]
+    before[offsets[:-1][offsets[:-1] < classes.size]] = _OTHER
+    after = np.zeros_like(classes)
+    after[:-1] = classes[1:]
+    after[offsets[1:][offsets[1:] > 0] - 1] = _OTHER
+    in_word = classes != _OTHER
+    starts = np.flatnonzero(in_word & (classes != before))
+    ends = np.flatnonzero(in_word & (classes != after)) + 1
+    per_row = np.diff(np.searchsorted(starts, offsets))
+    row = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), per_row)
+    return starts, ends, row
+
+
+# --- (1) each row's own values ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _OwnValues:
+    """Each row's own identifier values ("needles"), lowercased, sorted by row.
+
+    The needles are byte spans ``data[starts:ends]`` of one buffer of UTF-8
+    text.
+
+    Attributes
+    ----------
+    rows : numpy.ndarray
+        Row position of each needle, ascending.
+    starts, ends : numpy.ndarray
+        Each needle's bytes in ``data``.
+    first_word : numpy.ndarray
+        Length of each needle's first word (0 if it does not start with one
+        or is not ASCII: such needles take the per-row path).
+    data : numpy.ndarray
+        The lowercased text of the identifier columns.
+    source_index : numpy.ndarray
+        Index into ``sources`` of each needle's column.
+    sources : tuple of str
+        The raw identifier columns.
+    tags : tuple of str
+        The tag replacing a needle of each source.
+
+    """
+
+    rows: Ints
+    starts: Ints
+    ends: Ints
+    first_word: Ints
+    data: U8
+    source_index: Ints
+    sources: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    @classmethod
+    def empty(cls) -> _OwnValues:
+        nothing = np.zeros(0, np.int64)
+        no_bytes = np.zeros(0, np.uint8)
+        return cls(nothing, nothing, nothing, nothing, no_bytes, nothing, (), ())
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def texts(self, index: Ints) -> pa.Array:
+        """The needles ``index`` as a string array."""
+        return _spans_text(self.data, self.starts[index], self.ends[index])
+
+    def restricted(self, kept: Ints) -> _OwnValues:
+        """The needles of rows ``kept`` (positions), renumbered 0, 1, ..."""
+        if len(kept) and kept[-1] == len(kept) - 1:
+            return self  # every row was kept
+        position = np.full(int(self.rows.max(initial=-1)) + 1, -1, dtype=np.int64)
+        inside = kept[kept < position.size]
+        position[inside] = np.arange(inside.size)
+        new_rows = position[self.rows]
+        keep = np.flatnonzero(new_rows >= 0)
+        return _OwnValues(
+            rows=new_rows[keep],
+            starts=self.starts[keep],
+            ends=self.ends[keep],
+            first_word=self.first_word[keep],
+            data=self.data,
+            source_index=self.source_index[keep],
+            sources=self.sources,
+            tags=self.tags,
+        )
+
+
+@dataclass(frozen=True)
+class _Spans:
+    """Needles of one column: rows, byte spans into ``data``, first-word lengths."""
+
+    rows: Ints
+    starts: Ints
+    ends: Ints
+    first_word: Ints
+    data: U8
+
+
+def _own_values(frame: pd.DataFrame, columns: Sequence[Column]) -> _OwnValues:
+    """Collect the identifier values a row's free text must not contain.
+
+    Names contribute each of their words (titles and single letters left
+    out); other text identifier columns contribute their whole value where it
+    holds a letter (a street address, a city). Columns whose values have a
+    shape the patterns recognise (phone, email, SSN, ZIP, record and account
+    numbers, URL, IP address) are left to the patterns, which catch them in
+    any spelling.
+    """
+    found: list[_Spans] = []
+    sources: list[str] = []
+    tags: list[str] = []
+    for column in columns:
+        if (
+            column.role != "identifier"
+            or column.kind != "string"
+            or column.phi in _PATTERN_SHAPED
+        ):
+            continue
+        lowered = pc.utf8_lower(_plain(text_array(frame[column.name])))
+        spans = _name_words(lowered) if column.phi == "name" else _whole_values(lowered)
+        if len(spans.rows):
+            found.append(spans)
+            sources.append(column.name)
+            tags.append(_OWN_VALUE_TAGS.get(column.phi or "", _UNKNOWN_TAG))
+    if not found:
+        return _OwnValues.empty()
+    bases = np.cumsum([0] + [f.data.size for f in found])[:-1]
+    rows = np.concatenate([f.rows for f in found])
+    order = np.argsort(rows, kind="stable")
+
+    def joined(field: str, base: bool) -> Ints:
+        parts = [
+            getattr(f, field) + (b if base else 0)
+            for f, b in zip(found, bases, strict=True)
+        ]
+        return np.concatenate(parts)[order]
+
+    source = np.repeat(np.arange(len(found)), [len(f.rows) for f in found])
+    return _OwnValues(
+        rows=rows[order],
+        starts=joined("starts", base=True),
+        ends=joined("ends", base=True),
+        first_word=joined("first_word", base=False),
+        data=np.concatenate([f.data for f in found]),
+        source_index=source[order],
+        sources=tuple(sources),
+        tags=tuple(tags),
+    )
+
+
+def _name_words(lowered: pa.Array) -> _Spans:
+    """Each word of each name (non-ASCII characters count as letters)."""
+    offsets, data = _buffers(lowered)
+    starts, ends, rows = _words(_char_classes(data, non_ascii=_LETTER), offsets)
+    keep = (ends - starts >= _MIN_NAME_WORD) & ~_is_title(data, starts, ends)
+    ascii_name = pc.fill_null(pc.string_is_ascii(lowered), True).to_numpy(
+        zero_copy_only=False
+    )
+    first_word = np.where(ascii_name[rows], ends - starts, 0)
+    return _Spans(rows[keep], starts[keep], ends[keep], first_word[keep], data)
+
+
+def _is_title(data: U8, starts: Ints, ends: Ints) -> Bools:
+    """Whether each word is a title or suffix such as ``dr`` or ``jr``."""
+    return np.isin(_short_word_codes(data, starts, ends), _TITLE_CODES)
+
+
+def _short_word_codes(data: U8, starts: Ints, ends: Ints) -> Ints:
+    """Pack words of up to 4 bytes into one integer (-1 for longer words)."""
+    lengths = ends - starts
+    if not data.size:
+        return np.full(starts.size, -1, dtype=np.int64)
+    code = np.zeros(starts.size, dtype=np.int64)
+    for offset in range(4):
+        byte = data[np.minimum(starts + offset, data.size - 1)].astype(np.int64)
+        code |= np.where(lengths > offset, byte, 0) << (8 * offset)
+    return np.where(lengths <= 4, code, -1)
+
+
+_TITLE_WORDS = _TITLES.split()
+_TITLE_CODES = _short_word_codes(
+    np.frombuffer("".join(_TITLE_WORDS).encode(), np.uint8),
+    np.cumsum([0] + [len(t) for t in _TITLE_WORDS])[:-1],
+    np.cumsum([len(t) for t in _TITLE_WORDS]),
+)
+
+
+def _whole_values(lowered: pa.Array) -> _Spans:
+    """Whole values (trimmed) of 3 characters or more that hold a letter."""
+    offsets, data = _buffers(pc.utf8_trim_whitespace(lowered))
+    starts, ends = offsets[:-1], offsets[1:]
+    classes = _char_classes(data)
+    lettered = _any_in((classes == _LETTER) | (data >= 0x80), offsets)
+    rows = np.flatnonzero((ends - starts >= _MIN_OWN_VALUE) & lettered)
+    starts, ends = starts[rows], ends[rows]
+    words, word_ends, _ = _words(classes, offsets)
+    first = np.minimum(np.searchsorted(words, starts), max(words.size - 1, 0))
+    first_word = np.zeros(rows.size, dtype=np.int64)
+    if words.size:
+        first_word = np.where(words[first] == starts, word_ends[first] - starts, 0)
+    ascii_value = ~_any_in(data >= 0x80, offsets)[rows]
+    first_word = np.where(ascii_value, first_word, 0)
+    return _Spans(rows.astype(np.int64), starts, ends, first_word, data)
+
+
+@dataclass(frozen=True)
+class _Hits:
+    """Whole-word occurrences of needles: byte spans and the needle of each."""
+
+    starts: Ints
+    ends: Ints
+    needles: Ints
+
+    @classmethod
+    def join(cls, parts: Sequence[_Hits]) -> _Hits:
+        if not parts:
+            nothing = np.zeros(0, np.int64)
+            return cls(nothing, nothing, nothing)
+        return cls(
+            np.concatenate([p.starts for p in parts]),
+            np.concatenate([p.ends for p in parts]),
+            np.concatenate([p.needles for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class _Needles:
+    """What the search of one block of rows needs to know about the needles."""
+
+    own: _OwnValues
+    simple: Ints  # the needles searched vectorised
+    simple_rows: Ints  # their rows
+    signature: Ints  # of every needle's first word
+    seen: Bools  # which folded signatures some needle has
+
+
+def _find_own_values(lowered: pa.Array, own: _OwnValues) -> tuple[_Hits, Ints]:
+    """Find each row's needles in its (lowercased) text, as whole words.
+
+    Returns the hits in ASCII rows, found vectorised, and the rows that need
+    the per-row path (text that is not ASCII, or a needle that does not start
+    with an ASCII letter or digit).
+    """
+    offsets, data = _buffers(lowered)
+    ascii_rows = pc.fill_null(pc.string_is_ascii(lowered), True).to_numpy(
+        zero_copy_only=False
+    )
+    simple = (own.first_word > 0) & ascii_rows[own.rows]
+    slow_rows = np.unique(own.rows[~simple])
+    if slow_rows.size:
+        simple &= ~np.isin(own.rows, slow_rows)
+    signature = _signatures(own.starts, own.starts + own.first_word, own.data)
+    seen = np.zeros(1 << _SIGNATURE_BITS, dtype=bool)
+    seen[_folded(signature[simple])] = True
+    index = np.flatnonzero(simple)
+    needles = _Needles(own, index, own.rows[index], signature, seen)
+    row_count = len(offsets) - 1
+    hits = [
+        _find_in_rows(
+            offsets,
+            data,
+            slice(first, min(first + _ROWS_PER_BLOCK, row_count)),
+            needles,
+        )
+        for first in range(0, row_count, _ROWS_PER_BLOCK)
+    ]
+    return _Hits.join(hits), slow_rows
+
+
+def _signatures(starts: Ints, ends: Ints, data: U8) -> Ints:
+    """Pack a word's length and first, second and last bytes in one integer."""
+    if not data.size:
+        return np.zeros(len(starts), np.int64)
+    lengths = ends - starts
+    top = data.size - 1
+    first = data[np.clip(starts, 0, top)].astype(np.int64)
+    second = np.where(lengths > 1, data[np.clip(starts + 1, 0, top)], 0)
+    last = data[np.clip(ends - 1, 0, top)].astype(np.int64)
+    return (lengths << 24) | (first << 16) | (second.astype(np.int64) << 8) | last
+
+
+def _folded(signature: Ints) -> Ints:
+    """Signatures folded to :data:`_SIGNATURE_BITS` bits, for a quick first test."""
+    return ((signature * 2654435761) & 0xFFFFFFFF) >> (32 - _SIGNATURE_BITS)
+
+
+def _find_in_rows(offsets: Ints, data: U8, rows: slice, needles: _Needles) -> _Hits:
+    """Find the needles of ``rows`` where a word of their row starts them.
+
+    Words whose signature no needle has are dropped at once; the others are
+    compared with their row's needles (a table with one line per row and one
+    column per needle) by signature, then byte by byte, and the needle must
+    end where a word ends.
+    """
+    own = needles.own
+    low, high = np.searchsorted(needles.simple_rows, [rows.start, rows.stop])
+    chosen = needles.simple[low:high]
+    if not chosen.size:
+        return _Hits.join([])
+    first_byte = offsets[rows.start]
+    classes = _char_classes(data[first_byte : offsets[rows.stop]])
+    starts, ends, word_row = _words(
+        classes, offsets[rows.start : rows.stop + 1] - first_byte
+    )
+    starts, ends = starts + first_byte, ends + first_byte
+    word_signature = _signatures(starts, ends, data)
+    maybe = np.flatnonzero(needles.seen[_folded(word_signature)])
+    starts, word_row, word_signature = (
+        starts[maybe],
+        word_row[maybe],
+        word_signature[maybe],
+    )
+    local_row = own.rows[chosen] - rows.start
+    rank = np.arange(chosen.size) - np.searchsorted(local_row, local_row, side="left")
+    table = np.full((rows.stop - rows.start, int(rank.max()) + 1), -1, dtype=np.int64)
+    table[local_row, rank] = chosen
+    words, found = [], []
+    for column in range(table.shape[1]):
+        needle = table[word_row, column]
+        match = np.flatnonzero(needle >= 0)
+        match = match[word_signature[match] == needles.signature[needle[match]]]
+        words.append(match)
+        found.append(needle[match])
+    word = np.concatenate(words)
+    needle = np.concatenate(found)
+    begin = starts[word]
+    end = begin + own.ends[needle] - own.starts[needle]
+    row_end = offsets[word_row[word] + rows.start + 1]
+    ok = (end <= row_end) & _same_bytes(
+        data, begin, own.data, own.starts[needle], end - begin
+    )
+    last_class = _char_classes(own.data[own.ends[needle] - 1])
+    next_class = _char_classes(data[np.minimum(end, max(data.size - 1, 0))])
+    ok &= (end >= row_end) | (last_class == _OTHER) | (next_class != last_class)
+    return _Hits(begin[ok], end[ok], needle[ok])
+
+
+def _same_bytes(
+    data: U8, starts: Ints, other: U8, other_starts: Ints, lengths: Ints
+) -> Bools:
+    """Whether ``data[s:s+n] == other[t:t+n]`` for each (s, t, n), where in range."""
+    same = starts + lengths <= data.size
+    pending = np.flatnonzero(same)
+    offset = 0
+    while pending.size:
+        pending = pending[lengths[pending] > offset]
+        if not pending.size:
+            break
+        equal = data[starts[pending] + offset] == other[other_starts[pending] + offset]
+        same[pending[~equal]] = False
+        pending = pending[equal]
+        offset += 1
+    return same
+
+
+def _first_non_overlapping(hits: _Hits) -> _Hits:
+    """Keep hits that do not overlap an earlier (or, at one start, longer) hit."""
+    if not hits.starts.size:
+        return hits
+    order = np.argsort(hits.starts * _LONGEST - (hits.ends - hits.starts))
+    starts, ends = hits.starts[order], hits.ends[order]
+    reach = np.maximum.accumulate(ends)
+    keep = np.ones(starts.size, dtype=bool)
+    keep[1:] = starts[1:] >= reach[:-1]
+    return _Hits(starts[keep], ends[keep], hits.needles[order][keep])
+
+
+def _mark_own_values(
+    notes: pa.Array, own: _OwnValues, counts: Counter[str]
+) -> pa.Array:
+    """Overwrite each row's own values in its text with their tag's placeholder."""
+    hits, slow_rows = _find_own_values(pc.ascii_lower(notes), own)
+    hits = _first_non_overlapping(hits)
+    offsets, data = _buffers(notes)
+    marked = data.copy()
+    lengths = hits.ends - hits.starts
+    placeholder = np.array([_PLACEHOLDERS[tag] for tag in own.tags], dtype=np.uint8)
+    marked[np.repeat(hits.starts, lengths) + _ramp(lengths)] = np.repeat(
+        placeholder[own.source_index[hits.needles]], lengths
+    )
+    result = _text_from(offsets, marked, notes)
+    if not slow_rows.size:
+        return result
+    originals = notes.take(pa.array(slow_rows)).to_pylist()
+    changed = [
+        _scrub_row(text, needles, own, counts)
+        for text, needles in zip(originals, _row_needles(own, slow_rows), strict=True)
+    ]
+    mask = np.zeros(len(notes), dtype=bool)
+    mask[slow_rows] = True
+    return pc.replace_with_mask(result, pa.array(mask), pa.array(changed, TEXT))
+
+
+def _row_needles(own: _OwnValues, rows: Ints) -> list[list[tuple[str, int]]]:
+    """(needle, source index) of each of ``rows``, longest needle first."""
+    first = np.searchsorted(own.rows, rows, side="left")
+    last = np.searchsorted(own.rows, rows, side="right")
+    out = []
+    for begin, end in zip(first.tolist(), last.tolist(), strict=True):
+        index = np.arange(begin, end)
+        needles = own.texts(index).to_pylist()
+        sources = own.source_index[index].tolist()
+        pairs = sorted(zip(needles, sources, strict=True), key=lambda p: -len(p[0]))
+        out.append(pairs)
+    return out
+
+
+def _scrub_row(
+    text: str | None,
+    needles: list[tuple[str, int]],
+    own: _OwnValues,
+    counts: Counter[str],
+) -> str | None:
+    for needle, source in needles:
+        if text is None:
+            break
+        tag = own.tags[source]
+        text, replaced = replace_words(text, needle, tag)
+        counts[tag] += replaced
+    return text
+
+
+def replace_words(text: str, needle: str, tag: str) -> tuple[str, int]:
+    """Replace whole-word, case-insensitive occurrences of ``needle`` by ``tag``.
+
+    A word is a run of letters or a run of digits: ``needle`` must not
+    continue a run of its first or last character's kind.
+
+    Parameters
+    ----------
+    text : str
+        The text.
+    needle : str
+        Lowercase text to find.
+    tag : str
+        The replacement.
+
+    Returns
+    -------
+    text : str
+        The new text.
+    count : int
+        How many occurrences were replaced.
+
+    """
+    pieces: list[str] = []
+    start = 0
+    for begin, end in _word_spans(text, needle):
+        pieces += [text[start:begin], tag]
+        start = end
+    if not pieces:
+        return text, 0
+    pieces.append(text[start:])
+    return "".join(pieces), len(pieces) // 2
+
+
+def _word_spans(text: str, needle: str) -> list[tuple[int, int]]:
+    found = re.finditer(re.escape(needle), text, re.IGNORECASE)
+    return [m.span() for m in found if _bounded(text, m.start(), m.end())]
+
+
+def _char_class(char: str) -> int:
+    if char.isalpha():
+        return _LETTER
+    return _DIGIT if char.isdigit() else _OTHER
+
+
+def _bounded(text: str, begin: int, end: int) -> bool:
+    """Whether ``text[begin:end]`` does not continue a word on either side."""
+    first, last = _char_class(text[begin]), _char_class(text[end - 1])
+    before = begin == 0 or first == _OTHER or _char_class(text[begin - 1]) != first
+    after = end == len(text) or last == _OTHER or _char_class(text[end]) != last
+    return before and after
+
+
+# --- (2) identifier patterns --------------------------------------------------
+
+
+def scrub_free_text(
+    notes: pa.Array, own_values: _OwnValues | None = None
+) -> tuple[pa.Array, Counter[str]]:
+    """Remove identifiers from free text.
+
+    Each row's own identifier values (the words of the patient's name, the
+    street address, the city, ...) are replaced by their tag (``[NAME]``,
+    ``[LOCATION]``) wherever they stand as whole words, in any case; then
+    every match of :data:`IDENTIFIER_PATTERNS` by its tag (``[PHONE]``,
+    ``[SSN]``, ``[DATE]``, ``[EMAIL]``, ``[MRN]``, ``[ADDRESS]``, ...).
+
+    Parameters
+    ----------
+    notes : pyarrow.Array
+        The free text, one value per row.
+    own_values : optional
+        The rows' own identifier values (built by :func:`deidentify`).
+
+    Returns
+    -------
+    notes : pyarrow.Array
+        The scrubbed text.
+    counts : collections.Counter
+        Replacements per tag.
+
+    """
+    counts: Counter[str] = Counter()
+    marked = _mark_free_text(notes, own_values, counts)
+    text, pattern_counts = _scrub_patterns_of(marked)
+    counts.update(pattern_counts)
+    return text, counts
+
+
+def _mark_free_text(
+    notes: pa.Array, own_values: _OwnValues | None, counts: Counter[str]
+) -> pa.Array:
+    """Step 1: neutralise control bytes, mark each row's own values."""
+    notes = _plain(notes)
+    if pc.any(pc.match_substring_regex(notes, _CONTROL)).as_py():
+        notes = pc.replace_substring_regex(notes, _CONTROL, " ")
+    if own_values is not None and len(own_values):
+        notes = _mark_own_values(notes, own_values, counts)
+    return notes
+
+
+def _scrub_patterns_of(notes: pa.Array) -> tuple[pa.Array, Counter[str]]:
+    """Step 2, on two threads: patterns and placeholders to tags."""
+    done = _parallel([partial(_scrub_patterns, part) for part in _halves(notes)])
+    counts: Counter[str] = Counter()
+    for _, part_counts in done:
+        counts.update(part_counts)
+    return pa.concat_arrays([text for text, _ in done]), counts
+
+
+def _scrub_patterns(notes: pa.Array) -> tuple[pa.Array, Counter[str]]:
+    """Replace pattern matches and own-value placeholders by their tags.
+
+    One RE2 pass wraps each match in NUL bytes; split on them, each value
+    becomes a list whose odd items are the matches, which are classified,
+    swapped for their tags, and joined back.
+    """
+    counts: Counter[str] = Counter()
+    marked = pc.replace_substring_regex(notes, _SCRUB_PATTERN, f"{_MARK}\\0{_MARK}")
+    pieces = pc.split_pattern(marked, _MARK)
+    flat = pc.list_flatten(pieces)
+    if len(flat) == len(notes) - notes.null_count:
+        return notes, counts  # no match anywhere
+    # A value's odd items (counting from 0 within its list) are its matches.
+    parent = pc.list_parent_indices(pieces).to_numpy()
+    starts = pieces.offsets.to_numpy()
+    position = np.arange(len(flat)) + starts[0] - starts[parent]
+    is_match = pa.array(position % 2 == 1)
+    kinds = _classify(flat.filter(is_match))
+    for kind, number in enumerate(np.bincount(kinds, minlength=len(_KIND_TAGS))):
+        if number:
+            counts[_KIND_TAGS[kind]] += int(number)
+    tags = pa.array(_KIND_TAGS, TEXT).take(kinds)
+    tagged = pc.replace_with_mask(flat, is_match, tags)
+    rebuilt = pa.ListArray.from_arrays(pieces.offsets, tagged, mask=pieces.is_null())
+    return pc.binary_join(rebuilt, pa.scalar("", TEXT)), counts
+
+
+_KIND_TAGS: tuple[str, ...] = (
+    *(p.tag for p in IDENTIFIER_PATTERNS),
+    *_PLACEHOLDERS,
+)
+"""Tag of each kind of match: the patterns', then the placeholders' (the last
+is the tag of a match no pattern claims)."""
+_KIND = {p.kind: i for i, p in enumerate(IDENTIFIER_PATTERNS)}
+_MAY_BE: dict[str, str] = {
+    "url": "://|[Ww][Ww][Ww]\\.",
+    "email": "@",
+    "ipv4": "\\.",
+    "ipv6": ":",
+    "address": "[A-Za-z].*[A-Za-z]",
+    "ssn": "^[0-9 -]+$",
+    "date": "[-/.]|[A-Za-z]{3}",
+    "phone": "(?:[0-9][^0-9]*){10}",
+    "age_over_89": "[0-9]{2}",
+    "mrn": "[0-9]{5}",
+}
+"""Quick necessary conditions: a match may be of a kind only if this matches."""
+
+
+def _classify(matches: pa.Array) -> Ints:
+    """The kind (index into :data:`_KIND_TAGS`) of each match.
+
+    A run of placeholders is of its tag; an all-digit match is told apart by
+    length alone; other matches are of the first kind whose pattern they
+    match in full (as the combined pattern chose it). Matches without
+    letters are classified by shape (digits as ``9``): one of each shape is
+    tried and the others follow it. For matches with letters, a quick test
+    rules most kinds out before their pattern is tried. The tag is a label
+    only: the match is removed whatever its kind.
+    """
+    kinds = np.full(len(matches), len(_KIND_TAGS) - 1, dtype=np.int64)
+    offsets, data = _buffers(matches)
+    first = data[np.minimum(offsets[:-1], max(data.size - 1, 0))]
+    is_placeholder = (data >= 1) & (data <= len(_PLACEHOLDERS))
+    placeholder = ~_any_in(~is_placeholder, offsets) & (offsets[1:] > offsets[:-1])
+    kinds[placeholder] = (
+        len(IDENTIFIER_PATTERNS) - 1 + first[placeholder].astype(np.int64)
+    )
+    digits_only = pc.fill_null(pc.ascii_is_decimal(matches), False).to_numpy(
+        zero_copy_only=False
+    )
+    kinds[digits_only] = _digit_kinds(matches.filter(pa.array(digits_only)))
+    lettered = pc.match_substring_regex(matches, "[A-Za-z]").to_numpy(
+        zero_copy_only=False
+    )
+    rest = ~placeholder & ~digits_only
+    shaped = np.flatnonzero(rest & ~lettered)
+    if shaped.size:
+        kinds[shaped] = _kinds_by_shape(matches.take(pa.array(shaped)))
+    worded = np.flatnonzero(rest & lettered)
+    if worded.size:
+        kinds[worded] = _kinds_with_letters(matches.take(pa.array(worded)))
+    return kinds
+
+
+_COMPILED = tuple(re.compile(p.regex) for p in IDENTIFIER_PATTERNS)
+
+
+def _kinds_by_shape(matches: pa.Array) -> Ints:
+    offsets, data = _buffers(matches)
+    nines = np.where(_char_classes(data) == _DIGIT, np.uint8(ord("9")), data)
+    shapes = pc.dictionary_encode(_text_from(offsets, nines, matches))
+    codes = shapes.indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    examples = matches.take(pa.array(first)).to_pylist()
+    kind_of_shape = np.array([_kind_of(text) for text in examples], dtype=np.int64)
+    return np.asarray(kind_of_shape[codes], dtype=np.int64)
+
+
+def _kind_of(text: str) -> int:
+    for kind, pattern in enumerate(_COMPILED):
+        if pattern.fullmatch(text):
+            return kind
+    return len(_KIND_TAGS) - 1
+
+
+def _kinds_with_letters(matches: pa.Array) -> Ints:
+    kinds = np.full(len(matches), len(_KIND_TAGS) - 1, dtype=np.int64)
+    undecided = np.arange(len(matches))
+    for kind, pattern in enumerate(IDENTIFIER_PATTERNS):
+        if not undecided.size:
+            break
+        candidates = matches.take(pa.array(undecided))
+        maybe = pc.match_substring_regex(candidates, _MAY_BE[pattern.kind]).to_numpy(
+            zero_copy_only=False
+        )
+        if not maybe.any():
+            continue
+        chosen = undecided[maybe]
+        full = pc.match_substring_regex(
+            candidates.filter(pa.array(maybe)), f"^(?:{pattern.regex})$"
+        ).to_numpy(zero_copy_only=False)
+        kinds[chosen[full]] = kind
+        undecided = np.setdiff1d(undecided, chosen[full], assume_unique=True)
+    return kinds
+
+
+def _digit_kinds(matches: pa.Array) -> Ints:
+    """Kinds of all-digit matches: 9 digits an SSN, 10 a phone number, else a number.
+
+    A phone number may also carry the country code: 11 digits from a 1, or
+    13 from 001.
+    """
+    size = pc.utf8_length(matches).to_numpy(zero_copy_only=False)
+    country_1 = pc.starts_with(matches, "1").to_numpy(zero_copy_only=False)
+    country_001 = pc.starts_with(matches, "001").to_numpy(zero_copy_only=False)
+    phone = (size == 10) | ((size == 11) & country_1) | ((size == 13) & country_001)
+    kinds = np.full(len(matches), _KIND["mrn"], dtype=np.int64)
+    kinds[phone] = _KIND["phone"]
+    kinds[size == 9] = _KIND["ssn"]
+    return kinds
+
+
+# --- k-anonymity --------------------------------------------------------------
+
+
+def k_anonymity(
+    frame: pd.DataFrame, quasi_identifiers: Sequence[str], k: int | None = None
+) -> tuple[KAnonymity, Ints]:
+    """Measure k-anonymity over ``quasi_identifiers`` (missing is a value too).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        De-identified rows.
+    quasi_identifiers : sequence of str
+        Columns of ``frame``.
+    k : int, optional
+        Threshold for ``rows_below_k``.
+
+    Returns
+    -------
+    report : KAnonymity
+        Smallest group, number of groups, rows below ``k``.
+    sizes : numpy.ndarray
+        Size of each row's group.
+
+    """
+    rows = len(frame)
+    if not quasi_identifiers or rows == 0:
+        sizes = np.full(rows, rows, dtype=np.int64)
+        groups = 1 if rows else 0
+    else:
+        group = np.zeros(rows, dtype=np.int64)
+        for name in quasi_identifiers:
+            codes, uniques = pd.factorize(frame[name], use_na_sentinel=False)
+            group, _ = pd.factorize(group * len(uniques) + codes)
+        counts = np.bincount(group)
+        sizes = counts[group]
+        groups = len(counts)
+    below = int((sizes < k).sum()) if k is not None else 0
+    report = KAnonymity(
+        quasi_identifiers=tuple(quasi_identifiers),
+        k=k,
+        min_group_size=int(sizes.min()) if rows else 0,
+        groups=groups,
+        rows_below_k=below,
+    )
+    return report, sizes
+
+
+def _k_anonymise(
+    frame: pd.DataFrame, quasi_identifiers: Sequence[str], k: int | None
+) -> tuple[pd.DataFrame, KAnonymity, Ints]:
+    """Suppress rows in groups smaller than ``k``; return the kept positions."""
+    before, sizes = k_anonymity(frame, quasi_identifiers, k)
+    everything = np.arange(len(frame), dtype=np.int64)
+    if k is None or before.rows_below_k == 0:
+        return frame, before, everything
+    kept = everything[sizes >= k]
+    remaining = frame.iloc[kept]
+    after, _ = k_anonymity(remaining, quasi_identifiers, k)
+    after = KAnonymity(
+        quasi_identifiers=after.quasi_identifiers,
+        k=k,
+        min_group_size=after.min_group_size,
+        groups=after.groups,
+        rows_below_k=before.rows_below_k,
+    )
+    return remaining, after, kept
+
+
+# --- the residual-identifier scan ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something identifier-like in de-identified data (never the value itself).
+
+    Attributes
+    ----------
+    column : str
+        Where it was found.
+    kind : str
+        A pattern kind (``"phone"``, ``"ssn"``, ...) or ``"identifier_value"``
+        for a raw identifier value found as it was.
+    rows : int
+        How many rows hold one.
+    source : str or None
+        For ``identifier_value``: the raw identifier column it came from.
+
+    """
+
+    column: str
+    kind: str
+    rows: int
+    source: str | None = None
+
+    def describe(self) -> str:
+        """One line naming the column and the kind of identifier."""
+        if self.source is not None:
+            what = f"a value of identifier column {self.source!r}"
+        else:
+            what = _PATTERN_BY_KIND[self.kind].description
+        return f"column {self.column!r}: {self.rows:,} rows hold {what} ({self.kind})"
+
+
+_PATTERN_BY_KIND = {p.kind: p for p in IDENTIFIER_PATTERNS}
+
+
+def scan_residual_identifiers(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    *,
+    raw_identifier_values: pd.DataFrame | None = None,
+) -> list[Finding]:
+    """Look for anything identifier-like left in de-identified data.
+
+    Every text column is searched for :data:`IDENTIFIER_PATTERNS`. With the
+    raw identifiers, each free-text value is also searched for its own row's
+    identifier values (as :func:`deidentify` scrubs them), and every other
+    text column for whole raw identifier values from any row.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        De-identified data.
+    schema : DatasetSchema
+        The raw schema it was prepared under (or its de-identified schema,
+        which finds patterns only).
+    raw_identifier_values : pandas.DataFrame, optional
+        The raw export (or just its identifier columns), with the same index
+        labels as ``frame`` for the rows ``frame`` kept.
+
+    Returns
+    -------
+    list of Finding
+        Empty if nothing was found.
+
+    """
+    own_values = None
+    if raw_identifier_values is not None and schema.stage == "raw":
+        raw = _aligned(raw_identifier_values, frame)
+        present = [c for c in schema.columns if c.name in raw.columns]
+        own_values = _own_values(raw, present)
+    return _scan(frame, schema, own_values)
+
+
+def _scan(
+    frame: pd.DataFrame, schema: DatasetSchema, own_values: _OwnValues | None
+) -> list[Finding]:
+    findings = _pattern_findings(frame)
+    if own_values is None:
+        return findings
+    for column in schema.deidentified().columns:
+        if column.name not in frame.columns or column.kind != "string":
+            continue
+        values = _plain(text_array(frame[column.name]))
+        if column.role == "free_text":
+            findings += _own_value_findings(column.name, values, own_values)
+        else:
+            findings += _whole_value_findings(column.name, values, own_values)
+    return findings
+
+
+def _aligned(raw: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    if raw.index.equals(frame.index):
+        return raw
+    if not raw.index.is_unique:
+        raise ConfigError(
+            "the raw identifier values need a unique index to line up with the "
+            "de-identified rows"
+        )
+    return raw.reindex(frame.index)
+
+
+def _pattern_findings(frame: pd.DataFrame) -> list[Finding]:
+    findings = []
+    for name in frame.columns:
+        values = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(values.dtype) or not is_text(
+            values.dropna()
+        ):
+            continue
+        array = _plain(text_array(values))
+        parts = _parallel([partial(_pattern_rows, part) for part in _halves(array)])
+        total = np.sum(parts, axis=0)
+        findings += [
+            Finding(str(name), pattern.kind, int(rows))
+            for pattern, rows in zip(IDENTIFIER_PATTERNS, total, strict=True)
+            if rows
+        ]
+    return findings
+
+
+def _pattern_rows(values: pa.Array) -> Ints:
+    """How many values match each of :data:`IDENTIFIER_PATTERNS`."""
+    rows = np.zeros(len(IDENTIFIER_PATTERNS), dtype=np.int64)
+    if not pc.any(pc.match_substring_regex(values, _COMBINED)).as_py():
+        return rows
+    for kind, pattern in enumerate(IDENTIFIER_PATTERNS):
+        rows[kind] = int(
+            pc.sum(pc.match_substring_regex(values, pattern.regex)).as_py() or 0
+        )
+    return rows
+
+
+def _own_value_findings(
+    column: str, values: pa.Array, own: _OwnValues
+) -> list[Finding]:
+    """Rows whose free text still holds one of the row's own identifier values."""
+    if not len(own):
+        return []
+    hits, slow_rows = _find_own_values(pc.ascii_lower(values), own)
+    leaked: set[tuple[int, int]] = set()
+    if hits.starts.size:
+        offsets, _ = _buffers(values)
+        rows = np.searchsorted(offsets, hits.starts, side="right") - 1
+        suspects = np.unique(rows)
+        texts = dict(
+            zip(
+                suspects.tolist(),
+                values.take(pa.array(suspects)).to_pylist(),
+                strict=True,
+            )
+        )
+        for row, begin, end, needle in zip(
+            rows.tolist(),
+            (hits.starts - offsets[rows]).tolist(),
+            (hits.ends - offsets[rows]).tolist(),
+            hits.needles.tolist(),
+            strict=True,
+        ):
+            if not _inside_tag(texts[row] or "", begin, end):
+                leaked.add((row, int(own.source_index[needle])))
+    if slow_rows.size:
+        texts_slow = values.take(pa.array(slow_rows)).to_pylist()
+        for row, text, needles in zip(
+            slow_rows.tolist(), texts_slow, _row_needles(own, slow_rows), strict=True
+        ):
+            for needle, source in needles:
+                spans = [] if text is None else _word_spans(text, needle)
+                if any(not _inside_tag(text or "", b, e) for b, e in spans):
+                    leaked.add((row, source))
+    counts = Counter(source for _, source in leaked)
+    return [
+        Finding(column, "identifier_value", rows, own.sources[source])
+        for source, rows in sorted(counts.items())
+    ]
+
+
+_TAGS = frozenset(_KIND_TAGS)
+
+
+def _inside_tag(text: str, begin: int, end: int) -> bool:
+    """Whether ``text[begin:end]`` is part of a scrub tag such as ``[NAME]``."""
+    left = text.rfind("[", 0, begin + 1)
+    right = text.find("]", max(end - 1, 0))
+    return left >= 0 and right >= 0 and text[left : right + 1] in _TAGS
+
+
+def _whole_value_findings(
+    column: str, values: pa.Array, own: _OwnValues
+) -> list[Finding]:
+    """Cells of a non-free-text column equal to one of their row's own values."""
+    if not len(own):
+        return []
+    cells = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+    widths = pc.fill_null(pc.binary_length(cells), -1).to_numpy(zero_copy_only=False)
+    lengths = own.ends - own.starts
+    same_width = np.flatnonzero(
+        (lengths == widths[own.rows]) & (lengths >= _MIN_OWN_VALUE)
+    )
+    if not same_width.size:
+        return []
+    equal = pc.equal(own.texts(same_width), cells.take(pa.array(own.rows[same_width])))
+    found = same_width[pc.fill_null(equal, False).to_numpy(zero_copy_only=False)]
+    leaked = {
+        (int(r), int(s))
+        for r, s in zip(own.rows[found], own.source_index[found], strict=True)
+    }
+    counts = Counter(source for _, source in leaked)
+    return [
+        Finding(column, "identifier_value", rows, own.sources[source])
+        for source, rows in sorted(counts.items())
+    ]
+
+
+def check_residual_identifiers(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    *,
+    raw_identifier_values: pd.DataFrame | None = None,
+) -> None:
+    """Fail closed if :func:`scan_residual_identifiers` finds anything.
+
+    Raises
+    ------
+    IdentifierLeakError
+        Naming the column and the kind of identifier (never the value).
+
+    """
+    _fail_closed(
+        scan_residual_identifiers(
+            frame, schema, raw_identifier_values=raw_identifier_values
+        )
+    )
+
+
+def _fail_closed(findings: Sequence[Finding]) -> None:
+    if findings:
+        more = f" (and {len(findings) - 1} more findings)" if len(findings) > 1 else ""
+        raise IdentifierLeakError(
+            f"residual identifiers after de-identification: {findings[0].describe()}"
+            f"{more}; nothing was written. Drop or scrub that column in the schema, "
+            "or clean the export"
+        )
+
+
+def deidentify_checked(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    secrets: DeidSecrets,
+    *,
+    k: int | None = None,
+    restricted_zip3: RestrictedZip3 = RESTRICTED_ZIP3,
+) -> tuple[pd.DataFrame, DeidReport]:
+    """Validate, de-identify and scan a raw export; fail closed on any leak.
+
+    Parameters are those of :func:`deidentify`.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        De-identified data matching ``schema.deidentified()``.
+    report : DeidReport
+        What was done.
+
+    Raises
+    ------
+    SchemaError
+        If ``frame`` does not match ``schema``.
+    IdentifierLeakError
+        If anything identifier-like is left; nothing should then be written.
+
+    """
+    schema.validate(frame)
+    result = _deidentify(frame, schema, secrets, k, restricted_zip3)
+    own_values = result.own_values
+    if own_values is None:
+        identifiers = [c for c in schema.columns if c.role == "identifier"]
+        own_values = _own_values(frame, identifiers)
+    findings = _scan(result.frame, schema, own_values.restricted(result.kept))
+    _fail_closed(findings)
+    return result.frame, result.report
