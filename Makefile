@@ -36,6 +36,9 @@ test: lint typecheck $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_heart_sim.py
+	$(BIN)/python benchmarks/bench_dp_step.py
+	$(BIN)/python benchmarks/bench_encryption.py
+	$(BIN)/python benchmarks/bench_prepare.py
 
 clean:
 	rm -rf $(VENV) results benchmarks/out

@@ -68,9 +68,12 @@ def seal_ratio(work: Path, repeats: int = 5) -> tuple[float, float, float]:
         _seal(plaintext, key, chunk_size=DEFAULT_CHUNK_SIZE)
         best["sealed"] = min(best["sealed"], time.perf_counter() - start)
         start = time.perf_counter()
-        for offset in range(0, len(plaintext), DEFAULT_CHUNK_SIZE):
+        chunks = [  # kept, as a file's chunks are: same allocation work as _seal
             cipher.encrypt(nonce, view[offset : offset + DEFAULT_CHUNK_SIZE], None)
+            for offset in range(0, len(plaintext), DEFAULT_CHUNK_SIZE)
+        ]
         best["raw"] = min(best["raw"], time.perf_counter() - start)
+        del chunks
     mib = len(plaintext) / 2**20
     return mib / best["sealed"], mib / best["raw"], mib
 

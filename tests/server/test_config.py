@@ -69,3 +69,17 @@ def test_adaptive_server_learning_rates_differ_by_strategy():
         ).server_learning_rate
         == 0.2
     )
+
+
+def test_the_run_schema_is_the_deidentified_form_of_a_named_or_file_schema(tmp_path):
+    from hospfed.common.raw_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
+    from hospfed.common.schema_file import dumps_schema
+
+    default = RunConfig.from_mapping({})
+    assert default.data_schema.fingerprint() == FED_HEART_SCHEMA.fingerprint()
+    path = tmp_path / "mine.json"
+    path.write_text(dumps_schema(FED_HEART_RAW_SCHEMA))
+    from_file = RunConfig.from_mapping({"schema": str(path)})
+    assert from_file.data_schema.fingerprint() == FED_HEART_SCHEMA.fingerprint()
+    with pytest.raises(ConfigError, match="unknown schema 'nope'"):
+        RunConfig.from_mapping({"schema": "nope"})
