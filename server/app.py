@@ -27,7 +27,7 @@ from flwr.serverapp import Grid
 from hospfed.common.model import Weights, initial_weights
 from hospfed.server.config import RunConfig
 from hospfed.server.history import RoundObserver, RunHistory
-from hospfed.server.results import describe_run, write_results
+from hospfed.server.results import describe_run, privacy_summary, write_results
 from hospfed.server.strategy import RoundGuard, build_strategy
 
 
@@ -112,6 +112,12 @@ def run_federation(
     result = RunResult(history, weights, time.perf_counter() - start)
     if config.out_dir is not None:
         title = f"{config.strategy}, {config.num_rounds} rounds, seed {config.seed}"
+        epsilon = privacy_summary(history)["max_epsilon"]
+        title += (
+            ", non-private"
+            if epsilon is None
+            else f", DP-SGD max epsilon {epsilon:.2f}"
+        )
         run = describe_run(config) | {"seconds": result.seconds, "title": title}
         write_results(config.out_dir, history=history, weights=weights, run=run)
         log(INFO, "run_federation: results written to %s", config.out_dir)
