@@ -38,6 +38,10 @@ from hospfed.common.sealed import write_encrypted_frame
 
 RAW_SUFFIXES = (".csv", ".parquet")
 
+_CSV_BLOCK_BYTES = 16 << 20
+"""Bytes of CSV each reader thread parses at a time: big blocks make few chunks
+per column, and every Arrow kernel run over a column pays once per chunk."""
+
 # A passphrase has no key file to derive pseudonym secrets from, and the
 # encrypted file's own salt changes with every file; this fixed, public salt
 # keeps a passphrase hospital's pseudonyms the same across exports.
@@ -94,6 +98,7 @@ def read_raw_export(path: Path, schema: DatasetSchema) -> pd.DataFrame:
             return pd.read_parquet(path)
         table = pa_csv.read_csv(
             path,
+            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(text, pa.string()),
                 null_values=[""],
@@ -140,8 +145,12 @@ def prepare_export(
         If anything identifier-like is left after de-identification.
 
     """
-    frame = read_raw_export(raw, schema)
-    clean, report = deidentify_checked(frame, schema, deid_secrets(key), k=k)
+    # The raw frame is only referenced during de-identification: it is freed
+    # before the prepared data is encoded and encrypted.
+    clean, report = deidentify_checked(
+        read_raw_export(raw, schema), schema, deid_secrets(key), k=k
+    )
+    clean.index = pd.RangeIndex(len(clean))  # rows in order; no copy of the data
     prepared = schema.deidentified()
     metadata = {
         Meta.SCHEMA: dumps_schema(prepared),
@@ -150,5 +159,5 @@ def prepare_export(
         Meta.REPORT: json.dumps(asdict(report)),
         Meta.SOURCE: f"{schema.name} v{schema.version}",
     }
-    write_encrypted_frame(clean.reset_index(drop=True), out, key, metadata=metadata)
+    write_encrypted_frame(clean, out, key, metadata=metadata)
     return PrepareResult(report, out, prepared)

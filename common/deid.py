@@ -14,19 +14,20 @@ quasi-identifiers can suppress rows in groups smaller than k.
 the result and :func:`check_residual_identifiers` fails closed on it, and
 :func:`deidentify_checked` does validate, de-identify and check in one call.
 The work is vectorised (pyarrow compute kernels, NumPy over Arrow's byte
-buffers); only the HMAC of each distinct value, and free text that is not
-ASCII, go value by value in Python. Nothing here ever puts a patient value
-in a message or report.
+buffers) and the text columns go a block of rows at a time on worker
+threads, which keeps the memory peak small; only the HMAC of each distinct
+value, and free text that is not ASCII, go value by value in Python. Nothing
+here ever puts a patient value in a message or report.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import TypeVar
 
 import numpy as np
@@ -509,17 +510,17 @@ def deidentify(
         If a date to shift has no patient key.
 
     """
-    result = _deidentify(frame, schema, secrets, k, restricted_zip3)
+    result = _deidentify(frame, schema, secrets, k, restricted_zip3, checked=False)
     return result.frame, result.report
 
 
 @dataclass(frozen=True)
 class _Result:
-    """De-identified rows, the report, and what the scan can reuse."""
+    """De-identified rows, the report, and the leaks found block by block."""
 
     frame: pd.DataFrame
     report: DeidReport
-    own_values: _OwnValues | None
+    leaks: _Leaks
     kept: Ints
 
 
@@ -529,37 +530,59 @@ def _deidentify(
     secrets: DeidSecrets,
     k: int | None,
     restricted_zip3: RestrictedZip3,
+    *,
+    checked: bool,
 ) -> _Result:
-    _check_request(frame, schema, k)
-    tally = _Tally()
-    scrubbed = [c.name for c in schema.columns if c.action == "scrub"]
-    own_values = _own_values(frame, schema.columns) if scrubbed else None
-    marked = {
-        name: _mark_free_text(text_array(frame[name]), own_values, tally.scrub_counts)
-        for name in scrubbed
-    }
-    # The pattern pass over free text runs in Arrow kernels that release the
-    # GIL: it runs in other threads while this one computes the HMACs.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        patterns = {
-            n: pool.submit(_scrub_patterns_of, text) for n, text in marked.items()
-        }
-        columns = {
-            c.name: _deidentified(frame, c, schema, secrets, restricted_zip3, tally)
-            for c in schema.columns
-            if c.action not in ("drop", "scrub")
-        }
-        for name, future in patterns.items():
-            text, counts = future.result()
-            tally.scrub_counts.update(counts)
-            columns[name] = _text_series(text, frame[name])
+    """De-identify; with ``checked``, validate too and look for own values left.
+
+    The text columns are de-identified in blocks of rows on worker threads
+    (:func:`_deidentify_rows`) while this thread does the dates and numbers.
+    With ``checked``, ``schema.validate`` runs on a worker alongside them and
+    its error, if any, is the one raised: nothing is returned from data that
+    breaks the contract.
+    """
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        validation = (
+            pool.submit(schema.validate, frame.copy(deep=False)) if checked else None
+        )
+        try:
+            _check_request(frame, schema, k)
+            job = _RowsJob.of(frame, schema, secrets, restricted_zip3, checked=checked)
+            blocks = [
+                pool.submit(_deidentify_rows, job, rows)
+                for rows in _row_blocks(len(frame))
+            ]
+            tally = _Tally()
+            columns = {
+                c.name: _deidentified(frame, c, schema, secrets, tally)
+                for c in schema.columns
+                if c.action != "drop" and c.name not in job.produced_names
+            }
+            if validation is not None:
+                validation.result()
+            done = [block.result() for block in blocks]
+        except Exception:
+            pool.shutdown(cancel_futures=True)
+            broken = None if validation is None else validation.exception()
+            if broken is not None:
+                raise broken from None
+            raise
+    for name in job.produced_names:
+        text = pa.chunked_array([d.columns[name] for d in done], TEXT)
+        columns[name] = _text_series(text, frame[name])
+    for d in done:
+        tally.scrub_counts.update(d.marking_counts)
+        tally.zip3_restricted += d.zip3_restricted
+    for d in done:
+        tally.scrub_counts.update(d.pattern_counts)
     out = pd.DataFrame(
         {n: columns[n] for n in schema.column_names if n in columns}, index=frame.index
     )
+    del columns
     out_schema = schema.deidentified()
     out, anonymity, kept = _k_anonymise(out, out_schema.quasi_identifiers, k)
     report = _report(frame, schema, out, tally, restricted_zip3, anonymity)
-    return _Result(out, report, own_values, kept)
+    return _Result(out, report, _merged([d.leaks for d in done]), kept)
 
 
 def _check_request(frame: pd.DataFrame, schema: DatasetSchema, k: int | None) -> None:
@@ -595,13 +618,20 @@ def _report(
             if c.action in ("year", "shift", "zip3", "age_cap")
         ),
         scrubbed=_with_action(schema, ("scrub",)),
-        scrub_counts=tuple(tally.scrub_counts.most_common()),
+        scrub_counts=_most_common_first(tally.scrub_counts),
         ages_capped=tally.ages_capped,
         zip3_restricted=tally.zip3_restricted,
         zip3_list=restricted_zip3.version,
         rows_suppressed=len(frame) - len(out),
         k_anonymity=anonymity,
     )
+
+
+def _most_common_first(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    """Counts by tag, most frequent first; ties in the order of :data:`_KIND_TAGS`."""
+    order = {tag: rank for rank, tag in enumerate(_KIND_TAGS)}
+    ranked = sorted(counts.items(), key=lambda c: (-c[1], order.get(c[0], len(order))))
+    return tuple(ranked)
 
 
 def _with_action(schema: DatasetSchema, actions: Iterable[str]) -> tuple[str, ...]:
@@ -613,13 +643,11 @@ def _deidentified(
     column: Column,
     schema: DatasetSchema,
     secrets: DeidSecrets,
-    restricted_zip3: RestrictedZip3,
     tally: _Tally,
 ) -> pd.Series:
+    """A column whose action works on whole columns: dates, ages, kept columns."""
     values = frame[column.name]
     action = column.action
-    if action == "pseudonymise":
-        return _text_series(pseudonymise(text_array(values), secrets.pseudonym), values)
     if action == "year":
         years = parse_dates(values, column.effective_date_format).dt.year
         return years.astype("Int64")
@@ -627,10 +655,6 @@ def _deidentified(
         key = schema.patient_key
         assert key is not None  # the schema refuses 'shift' without one
         return _shifted(values, column, text_array(frame[key]), secrets.date_shift)
-    if action == "zip3":
-        zips, restricted = zip3(text_array(values), restricted_zip3)
-        tally.zip3_restricted += restricted
-        return _text_series(zips, values)
     if action == "age_cap":
         over = (values > AGE_CAP - 1).fillna(False).astype(bool)
         tally.ages_capped += int(over.sum())
@@ -638,10 +662,169 @@ def _deidentified(
     return values
 
 
-def _text_series(array: pa.Array, like: pd.Series) -> pd.Series:
+def _text_series(array: pa.Array | pa.ChunkedArray, like: pd.Series) -> pd.Series:
     return pd.Series(
         pd.arrays.ArrowStringArray(array.cast(TEXT)), index=like.index, name=like.name
     )
+
+
+# --- text columns, a block of rows at a time ----------------------------------
+#
+# Pseudonyms, 3-digit ZIP codes and scrubbed free text are made one block of
+# rows at a time on worker threads: a block's temporary arrays stay small
+# (the memory peak does not grow with the export), and the GIL-free Arrow
+# kernels of one block (the regular expressions) run while another thread
+# holds the GIL (the HMACs, NumPy's indexing). A block also builds its rows'
+# own identifier values once, for the scrub and for the residual scan.
+
+_ROWS_PER_BLOCK = 1 << 17
+_WORKERS = max(1, min(4, pa.cpu_count()))
+_MAX_CHUNKS = 16
+"""Columns in more chunks are joined before a regular expression runs over them."""
+_PRODUCED = ("pseudonymise", "zip3", "scrub")
+"""Actions done block by block; they all give text."""
+
+
+def _row_blocks(rows: int) -> list[slice]:
+    """The rows in blocks of :data:`_ROWS_PER_BLOCK` (one empty block if none)."""
+    return [
+        slice(first, min(first + _ROWS_PER_BLOCK, rows))
+        for first in range(0, max(rows, 1), _ROWS_PER_BLOCK)
+    ]
+
+
+def _in_parallel(tasks: Sequence[Callable[[], _T]]) -> list[_T]:
+    """Run ``tasks`` on worker threads (Arrow and most NumPy work drop the GIL)."""
+    if len(tasks) < 2:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        return list(pool.map(lambda task: task(), tasks))
+
+
+def _text_chunks(values: pd.Series) -> pa.ChunkedArray:
+    """A text column as Arrow chunks, without a copy if it is Arrow-backed."""
+    array = pa.array(values, from_pandas=True)
+    chunks = array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
+    if pa.types.is_null(chunks.type):
+        return chunks.cast(TEXT)
+    return chunks
+
+
+def _text_rows(values: pa.ChunkedArray, rows: slice) -> pa.Array:
+    """Rows ``rows`` of a text column as one ``large_string`` array."""
+    return _plain(values.slice(rows.start, rows.stop - rows.start))
+
+
+def _output_is_text(column: Column) -> bool:
+    """Whether the de-identified column is text (so the scan looks at it)."""
+    return column.action in _PRODUCED or (
+        column.action == "keep" and column.kind == "string"
+    )
+
+
+def _is_needle_source(column: Column) -> bool:
+    """Whether a column's values are needles: see :func:`_own_values`."""
+    return (
+        column.role == "identifier"
+        and column.kind == "string"
+        and column.phi not in _PATTERN_SHAPED
+    )
+
+
+@dataclass(frozen=True)
+class _RowsJob:
+    """What every block of rows needs to de-identify its text columns.
+
+    Attributes
+    ----------
+    text : mapping of str to pyarrow.ChunkedArray
+        The raw text of the columns below, whole (blocks slice it).
+    produced : tuple of Column
+        Columns de-identified block by block (:data:`_PRODUCED`).
+    checked : tuple of (str, bool)
+        The text columns of the output, each with whether it is free text,
+        to look for the rows' own values in (none unless checked).
+    sources : tuple of Column
+        Identifier columns whose values are needles.
+    secrets : DeidSecrets
+        The hospital's secrets.
+    restricted_zip3 : RestrictedZip3
+        The ZIP prefixes that become ``000``.
+
+    """
+
+    text: Mapping[str, pa.ChunkedArray]
+    produced: tuple[Column, ...]
+    checked: tuple[tuple[str, bool], ...]
+    sources: tuple[Column, ...]
+    secrets: DeidSecrets
+    restricted_zip3: RestrictedZip3
+
+    @classmethod
+    def of(
+        cls,
+        frame: pd.DataFrame,
+        schema: DatasetSchema,
+        secrets: DeidSecrets,
+        restricted_zip3: RestrictedZip3,
+        *,
+        checked: bool,
+    ) -> _RowsJob:
+        produced = tuple(c for c in schema.columns if c.action in _PRODUCED)
+        scrubbing = any(c.action == "scrub" for c in produced)
+        check = tuple(
+            (c.name, c.role == "free_text")
+            for c in schema.columns
+            if checked and _output_is_text(c)
+        )
+        sources = tuple(
+            c for c in schema.columns if (scrubbing or checked) and _is_needle_source(c)
+        )
+        needed = {c.name for c in produced + sources} | {name for name, _ in check}
+        text = {n: _text_chunks(frame[n]) for n in schema.column_names if n in needed}
+        return cls(text, produced, check, sources, secrets, restricted_zip3)
+
+    @property
+    def produced_names(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.produced)
+
+
+@dataclass(frozen=True)
+class _RowsDone:
+    """One block's de-identified text columns, counts and leaks found."""
+
+    columns: dict[str, pa.Array]
+    marking_counts: Counter[str]
+    pattern_counts: Counter[str]
+    zip3_restricted: int
+    leaks: _Leaks
+
+
+def _deidentify_rows(job: _RowsJob, rows: slice) -> _RowsDone:
+    """De-identify the text columns of one block of rows (on a worker thread)."""
+    text = {name: _text_rows(values, rows) for name, values in job.text.items()}
+    own = _own_values([(c, text[c.name]) for c in job.sources])
+    columns: dict[str, pa.Array] = {}
+    marking: Counter[str] = Counter()
+    patterns: Counter[str] = Counter()
+    restricted = 0
+    for column in job.produced:
+        values = text[column.name]
+        if column.action == "pseudonymise":
+            columns[column.name] = pseudonymise(values, job.secrets.pseudonym)
+        elif column.action == "zip3":
+            columns[column.name], count = zip3(values, job.restricted_zip3)
+            restricted += count
+        else:
+            marked = _mark_free_text(values, own, marking)
+            columns[column.name], counts = _scrub_patterns(marked)
+            patterns.update(counts)
+    output = {
+        name: (columns[name] if name in columns else text[name], free_text)
+        for name, free_text in job.checked
+    }
+    leaks = _value_leaks(output, own, rows.start)
+    return _RowsDone(columns, marking, patterns, restricted, leaks)
 
 
 # --- pseudonyms and date shifts -----------------------------------------------
@@ -806,27 +989,24 @@ def zip3(values: pa.Array, restricted: RestrictedZip3) -> tuple[pa.Array, int]:
 
 # --- free text ----------------------------------------------------------------
 #
-# Free text is scrubbed in two steps over the Arrow byte buffers. (1) Each
-# row's own identifier values ("needles": the words of the patient's name,
-# the city, the street address) are found as whole words with NumPy and
-# overwritten, byte for byte, with a placeholder byte of their tag, so that
-# nothing moves. (2) One RE2 pass marks every match of the identifier
-# patterns and every run of placeholders; each value is split at the marks,
-# the marked pieces are classified and swapped for their tags, and the value
-# is joined back. A word is a run of ASCII letters or a run of digits, so
-# "Smith555-1234" holds the word "smith". Rows with text or needles that are
-# not ASCII take a per-row path for step 1 (case folding can change the
-# length of non-ASCII text, so byte positions would not line up). Step 2 runs
-# on two threads (Arrow kernels release the GIL; NumPy's indexing does not).
+# Free text is scrubbed in two steps over the Arrow byte buffers, a block of
+# rows at a time. (1) Each row's own identifier values ("needles": the words
+# of the patient's name, the city, the street address) are found as whole
+# words with NumPy and overwritten, byte for byte, with a placeholder byte of
+# their tag, so that nothing moves. (2) One RE2 pass marks every match of the
+# identifier patterns and every run of placeholders; each value is split at
+# the marks, the marked pieces are classified and swapped for their tags, and
+# the value is joined back. A word is a run of ASCII letters or a run of
+# digits, so "Smith555-1234" holds the word "smith". Rows with text or
+# needles that are not ASCII take a per-row path for step 1 (case folding can
+# change the length of non-ASCII text, so byte positions would not line up).
 
 U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
 Bools = npt.NDArray[np.bool_]
 
 _OTHER, _LETTER, _DIGIT = 0, 1, 2
-_ROWS_PER_BLOCK = 1 << 17
 _MIN_PARALLEL_ROWS = 1 << 16
-_SIGNATURE_BITS = 24
-_LONGEST = 1 << 20  # needles longer than this many bytes are not looked for
 _PLACEHOLDERS = {"[NAME]": 1, "[LOCATION]": 2, _UNKNOWN_TAG: 3}
 """The placeholder byte of each own-value tag (see step 1 above)."""
 _PLACEHOLDER_RUN = "[\\x01-\\x03]+"
@@ -834,15 +1014,7 @@ _CONTROL = "[\\x00-\\x03]"
 _SCRUB_PATTERN = f"{_COMBINED}|(?:{_PLACEHOLDER_RUN})"
 
 
-def _parallel(tasks: Sequence[Callable[[], _T]]) -> list[_T]:
-    """Run ``tasks`` on two threads (for tasks spent in GIL-free Arrow kernels)."""
-    if len(tasks) < 2:
-        return [task() for task in tasks]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(lambda task: task(), tasks))
-
-
-def _halves(array: pa.Array) -> list[pa.Array]:
+def _halves(array: pa.ChunkedArray) -> list[pa.ChunkedArray]:
     """The array in two halves, if it is long enough to be worth it."""
     middle = len(array) // 2
     if middle < _MIN_PARALLEL_ROWS:
@@ -851,15 +1023,17 @@ def _halves(array: pa.Array) -> list[pa.Array]:
 
 
 def _plain(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One ``large_string`` array."""
+    """One ``large_string`` array (no copy of the bytes if there is one chunk)."""
     if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
     return array.cast(TEXT)
 
 
 def _buffers(array: pa.Array) -> tuple[Ints, U8]:
     """Offsets (starting at 0) and UTF-8 bytes of a ``large_string`` array."""
     _, offsets_buffer, data_buffer = array.buffers()
+    if offsets_buffer is None:  # an empty array may have no buffers at all
+        return np.zeros(len(array) + 1, np.int64), np.zeros(0, np.uint8)
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
         array.offset : array.offset + len(array) + 1
     ]
@@ -910,10 +1084,11 @@ def _char_classes(data: U8, *, non_ascii: int = _OTHER) -> U8:
 
 def _any_in(flags: Bools, offsets: Ints) -> Bools:
     """Whether each value of a string array has a flagged byte."""
-    if not flags.size:
-        return np.zeros(len(offsets) - 1, dtype=bool)
-    starts = np.minimum(offsets[:-1], flags.size - 1)
-    return np.logical_or.reduceat(flags, starts) & (offsets[1:] > offsets[:-1])
+    found = np.zeros(len(offsets) - 1, dtype=bool)
+    filled = offsets[1:] > offsets[:-1]
+    if flags.size:
+        found[filled] = np.logical_or.reduceat(flags, offsets[:-1][filled])
+    return found
 
 
 def _words(classes: U8, offsets: Ints) -> tuple[Ints, Ints, Ints]:
@@ -922,18 +1097,31 @@ def _words(classes: U8, offsets: Ints) -> tuple[Ints, Ints, Ints]:
     ``offsets`` delimit the rows in ``classes`` (from 0); no word crosses a
     row's end.
     """
-    before = np.zeros_like(classes)
-    before[1:] = classes[:-1]
-    before[offsets[:-1][offsets[:-1] < classes.size]] = _OTHER
-    after = np.zeros_like(classes)
-    after[:-1] = classes[1:]
-    after[offsets[1:][offsets[1:] > 0] - 1] = _OTHER
-    in_word = classes != _OTHER
-    starts = np.flatnonzero(in_word & (classes != before))
-    ends = np.flatnonzero(in_word & (classes != after)) + 1
-    per_row = np.diff(np.searchsorted(starts, offsets))
-    row = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), per_row)
-    return starts, ends, row
+    edge, in_word = _class_edges(classes, offsets)
+    starts = np.flatnonzero(edge[:-1] & in_word)
+    ends = np.flatnonzero(edge[1:] & in_word) + 1
+    return starts, ends, _row_of(starts, offsets).astype(np.int64)
+
+
+def _word_starts(classes: U8, offsets: Ints) -> Ints:
+    """Where each word starts."""
+    edge, in_word = _class_edges(classes, offsets)
+    return np.flatnonzero(edge[:-1] & in_word)
+
+
+def _class_edges(classes: U8, offsets: Ints) -> tuple[Bools, Bools]:
+    """Where the class changes or a row starts (one more than bytes), and words."""
+    size = classes.size
+    edge = np.ones(size + 1, dtype=bool)
+    np.not_equal(classes[1:], classes[:-1], out=edge[1:size])
+    edge[offsets] = True
+    return edge, classes != _OTHER
+
+
+def _row_of(positions: Ints, offsets: Ints) -> npt.NDArray[np.int32]:
+    """The row of each of the ascending byte ``positions``."""
+    per_row = np.diff(np.searchsorted(positions, offsets))
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int32), per_row)
 
 
 # --- (1) each row's own values ------------------------------------------------
@@ -948,6 +1136,8 @@ class _OwnValues:
 
     Attributes
     ----------
+    row_count : int
+        Rows of the block the needles belong to.
     rows : numpy.ndarray
         Row position of each needle, ascending.
     starts, ends : numpy.ndarray
@@ -966,6 +1156,7 @@ class _OwnValues:
 
     """
 
+    row_count: int
     rows: Ints
     starts: Ints
     ends: Ints
@@ -976,10 +1167,12 @@ class _OwnValues:
     tags: tuple[str, ...]
 
     @classmethod
-    def empty(cls) -> _OwnValues:
+    def empty(cls, row_count: int) -> _OwnValues:
         nothing = np.zeros(0, np.int64)
         no_bytes = np.zeros(0, np.uint8)
-        return cls(nothing, nothing, nothing, nothing, no_bytes, nothing, (), ())
+        return cls(
+            row_count, nothing, nothing, nothing, nothing, no_bytes, nothing, (), ()
+        )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -988,25 +1181,67 @@ class _OwnValues:
         """The needles ``index`` as a string array."""
         return _spans_text(self.data, self.starts[index], self.ends[index])
 
-    def restricted(self, kept: Ints) -> _OwnValues:
-        """The needles of rows ``kept`` (positions), renumbered 0, 1, ..."""
-        if len(kept) and kept[-1] == len(kept) - 1:
-            return self  # every row was kept
-        position = np.full(int(self.rows.max(initial=-1)) + 1, -1, dtype=np.int64)
-        inside = kept[kept < position.size]
-        position[inside] = np.arange(inside.size)
-        new_rows = position[self.rows]
-        keep = np.flatnonzero(new_rows >= 0)
+    def in_rows(self, rows: slice) -> _OwnValues:
+        """The needles of ``rows``, renumbered from 0."""
+        low, high = np.searchsorted(self.rows, [rows.start, rows.stop])
+        part = slice(int(low), int(high))
         return _OwnValues(
-            rows=new_rows[keep],
-            starts=self.starts[keep],
-            ends=self.ends[keep],
-            first_word=self.first_word[keep],
+            row_count=rows.stop - rows.start,
+            rows=self.rows[part] - rows.start,
+            starts=self.starts[part],
+            ends=self.ends[part],
+            first_word=self.first_word[part],
             data=self.data,
-            source_index=self.source_index[keep],
+            source_index=self.source_index[part],
             sources=self.sources,
             tags=self.tags,
         )
+
+    @cached_property
+    def index(self) -> _NeedleIndex:
+        """The needles that start with an ASCII word, ready to look for."""
+        return _NeedleIndex.of(self)
+
+
+@dataclass(frozen=True)
+class _NeedleIndex:
+    """The needles of :attr:`_OwnValues.index`, by row and first 2 bytes.
+
+    Built once per block, for the scrub and for the residual scan.
+
+    Attributes
+    ----------
+    needles : numpy.ndarray
+        Needles (indices into the own values) whose first word is ASCII,
+        ordered by ``keys``.
+    keys : numpy.ndarray
+        ``row << 16 | head`` of each, ascending; a needle's head is its first
+        2 bytes (every needle has 2 or more).
+    row_bits : numpy.ndarray
+        Per row, the bits (:data:`_HEAD_BITS`) of its needles' heads.
+    windows : numpy.ndarray
+        The needles' text as 8-byte windows (see :func:`_byte_windows`).
+
+    """
+
+    needles: Ints
+    keys: Ints
+    row_bits: U64
+    windows: U64
+
+    @classmethod
+    def of(cls, own: _OwnValues) -> _NeedleIndex:
+        needles = np.flatnonzero(own.first_word > 0)
+        rows = own.rows[needles]
+        heads = _heads(own.data, own.starts[needles])
+        keys = (rows << 16) | heads.astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        row_bits = np.zeros(own.row_count, dtype=np.uint64)
+        if needles.size:
+            group = np.flatnonzero(np.diff(rows, prepend=-1))
+            bits = _HEAD_BITS[heads]
+            row_bits[rows[group]] = np.bitwise_or.reduceat(bits, group)
+        return cls(needles[order], keys[order], row_bits, _byte_windows(own.data))
 
 
 @dataclass(frozen=True)
@@ -1020,34 +1255,30 @@ class _Spans:
     data: U8
 
 
-def _own_values(frame: pd.DataFrame, columns: Sequence[Column]) -> _OwnValues:
+def _own_values(sources: Sequence[tuple[Column, pa.Array]]) -> _OwnValues:
     """Collect the identifier values a row's free text must not contain.
 
-    Names contribute each of their words (titles and single letters left
-    out); other text identifier columns contribute their whole value where it
-    holds a letter (a street address, a city). Columns whose values have a
-    shape the patterns recognise (phone, email, SSN, ZIP, record and account
-    numbers, URL, IP address) are left to the patterns, which catch them in
-    any spelling.
+    ``sources`` are identifier columns for which :func:`_is_needle_source`
+    holds, with their text. Names contribute each of their words (titles and
+    single letters left out); other columns contribute their whole value
+    where it holds a letter (a street address, a city). Columns whose values
+    have a shape the patterns recognise (phone, email, SSN, ZIP, record and
+    account numbers, URL, IP address) are left to the patterns, which catch
+    them in any spelling.
     """
     found: list[_Spans] = []
-    sources: list[str] = []
+    names: list[str] = []
     tags: list[str] = []
-    for column in columns:
-        if (
-            column.role != "identifier"
-            or column.kind != "string"
-            or column.phi in _PATTERN_SHAPED
-        ):
-            continue
-        lowered = pc.utf8_lower(_plain(text_array(frame[column.name])))
+    row_count = len(sources[0][1]) if sources else 0
+    for column, values in sources:
+        lowered = pc.utf8_lower(values)
         spans = _name_words(lowered) if column.phi == "name" else _whole_values(lowered)
         if len(spans.rows):
             found.append(spans)
-            sources.append(column.name)
+            names.append(column.name)
             tags.append(_OWN_VALUE_TAGS.get(column.phi or "", _UNKNOWN_TAG))
     if not found:
-        return _OwnValues.empty()
+        return _OwnValues.empty(row_count)
     bases = np.cumsum([0] + [f.data.size for f in found])[:-1]
     rows = np.concatenate([f.rows for f in found])
     order = np.argsort(rows, kind="stable")
@@ -1061,13 +1292,14 @@ def _own_values(frame: pd.DataFrame, columns: Sequence[Column]) -> _OwnValues:
 
     source = np.repeat(np.arange(len(found)), [len(f.rows) for f in found])
     return _OwnValues(
+        row_count=row_count,
         rows=rows[order],
         starts=joined("starts", base=True),
         ends=joined("ends", base=True),
         first_word=joined("first_word", base=False),
         data=np.concatenate([f.data for f in found]),
         source_index=source[order],
-        sources=tuple(sources),
+        sources=tuple(names),
         tags=tuple(tags),
     )
 
@@ -1147,141 +1379,135 @@ class _Hits:
         )
 
 
-@dataclass(frozen=True)
-class _Needles:
-    """What the search of one block of rows needs to know about the needles."""
-
-    own: _OwnValues
-    simple: Ints  # the needles searched vectorised
-    simple_rows: Ints  # their rows
-    signature: Ints  # of every needle's first word
-    seen: Bools  # which folded signatures some needle has
-
-
 def _find_own_values(lowered: pa.Array, own: _OwnValues) -> tuple[_Hits, Ints]:
     """Find each row's needles in its (lowercased) text, as whole words.
 
     Returns the hits in ASCII rows, found vectorised, and the rows that need
     the per-row path (text that is not ASCII, or a needle that does not start
-    with an ASCII letter or digit).
+    with an ASCII letter or digit). A hit is a needle's bytes where a word of
+    its row starts, ending where a word ends (or with a byte that is neither
+    a letter nor a digit). The candidates are the words that start with the
+    first 2 bytes (the head) of one of their row's needles.
     """
     offsets, data = _buffers(lowered)
     ascii_rows = pc.fill_null(pc.string_is_ascii(lowered), True).to_numpy(
         zero_copy_only=False
     )
-    simple = (own.first_word > 0) & ascii_rows[own.rows]
-    slow_rows = np.unique(own.rows[~simple])
-    if slow_rows.size:
-        simple &= ~np.isin(own.rows, slow_rows)
-    signature = _signatures(own.starts, own.starts + own.first_word, own.data)
-    seen = np.zeros(1 << _SIGNATURE_BITS, dtype=bool)
-    seen[_folded(signature[simple])] = True
-    index = np.flatnonzero(simple)
-    needles = _Needles(own, index, own.rows[index], signature, seen)
-    row_count = len(offsets) - 1
-    hits = [
-        _find_in_rows(
-            offsets,
-            data,
-            slice(first, min(first + _ROWS_PER_BLOCK, row_count)),
-            needles,
-        )
-        for first in range(0, row_count, _ROWS_PER_BLOCK)
-    ]
-    return _Hits.join(hits), slow_rows
-
-
-def _signatures(starts: Ints, ends: Ints, data: U8) -> Ints:
-    """Pack a word's length and first, second and last bytes in one integer."""
-    if not data.size:
-        return np.zeros(len(starts), np.int64)
-    lengths = ends - starts
-    top = data.size - 1
-    first = data[np.clip(starts, 0, top)].astype(np.int64)
-    second = np.where(lengths > 1, data[np.clip(starts + 1, 0, top)], 0)
-    last = data[np.clip(ends - 1, 0, top)].astype(np.int64)
-    return (lengths << 24) | (first << 16) | (second.astype(np.int64) << 8) | last
-
-
-def _folded(signature: Ints) -> Ints:
-    """Signatures folded to :data:`_SIGNATURE_BITS` bits, for a quick first test."""
-    return ((signature * 2654435761) & 0xFFFFFFFF) >> (32 - _SIGNATURE_BITS)
-
-
-def _find_in_rows(offsets: Ints, data: U8, rows: slice, needles: _Needles) -> _Hits:
-    """Find the needles of ``rows`` where a word of their row starts them.
-
-    Words whose signature no needle has are dropped at once; the others are
-    compared with their row's needles (a table with one line per row and one
-    column per needle) by signature, then byte by byte, and the needle must
-    end where a word ends.
-    """
-    own = needles.own
-    low, high = np.searchsorted(needles.simple_rows, [rows.start, rows.stop])
-    chosen = needles.simple[low:high]
-    if not chosen.size:
-        return _Hits.join([])
-    first_byte = offsets[rows.start]
-    classes = _char_classes(data[first_byte : offsets[rows.stop]])
-    starts, ends, word_row = _words(
-        classes, offsets[rows.start : rows.stop + 1] - first_byte
-    )
-    starts, ends = starts + first_byte, ends + first_byte
-    word_signature = _signatures(starts, ends, data)
-    maybe = np.flatnonzero(needles.seen[_folded(word_signature)])
-    starts, word_row, word_signature = (
-        starts[maybe],
-        word_row[maybe],
-        word_signature[maybe],
-    )
-    local_row = own.rows[chosen] - rows.start
-    rank = np.arange(chosen.size) - np.searchsorted(local_row, local_row, side="left")
-    table = np.full((rows.stop - rows.start, int(rank.max()) + 1), -1, dtype=np.int64)
-    table[local_row, rank] = chosen
-    words, found = [], []
-    for column in range(table.shape[1]):
-        needle = table[word_row, column]
-        match = np.flatnonzero(needle >= 0)
-        match = match[word_signature[match] == needles.signature[needle[match]]]
-        words.append(match)
-        found.append(needle[match])
-    word = np.concatenate(words)
-    needle = np.concatenate(found)
-    begin = starts[word]
+    slow_rows = np.unique(own.rows[(own.first_word == 0) | ~ascii_rows[own.rows]])
+    index = own.index
+    if not index.needles.size:
+        return _Hits.join([]), slow_rows
+    classes = _char_classes(data)
+    starts = _word_starts(classes, offsets)
+    begin, row, needle = _candidates(starts, offsets, data, index, slow_rows)
     end = begin + own.ends[needle] - own.starts[needle]
-    row_end = offsets[word_row[word] + rows.start + 1]
-    ok = (end <= row_end) & _same_bytes(
-        data, begin, own.data, own.starts[needle], end - begin
+    row_end = offsets[row + 1]
+    fits = np.flatnonzero(end <= row_end)
+    begin, end, row_end, needle = begin[fits], end[fits], row_end[fits], needle[fits]
+    ok = _same_bytes(
+        _byte_windows(data), begin, index.windows, own.starts[needle], end - begin
     )
     last_class = _char_classes(own.data[own.ends[needle] - 1])
-    next_class = _char_classes(data[np.minimum(end, max(data.size - 1, 0))])
+    next_class = classes[np.minimum(end, max(data.size - 1, 0))]
     ok &= (end >= row_end) | (last_class == _OTHER) | (next_class != last_class)
-    return _Hits(begin[ok], end[ok], needle[ok])
+    return _Hits(begin[ok], end[ok], needle[ok]), slow_rows
+
+
+def _candidates(
+    starts: Ints, offsets: Ints, data: U8, index: _NeedleIndex, slow_rows: Ints
+) -> tuple[Ints, Ints, Ints]:
+    """(word start, row, needle) where a word starts with a needle of its row's head.
+
+    The row's bits rule most words out cheaply; the rest are joined with the
+    needles on (row, head). Rows on the per-row path are left out.
+    """
+    word_row = _row_of(starts, offsets)
+    heads = _heads(data, starts)
+    maybe = np.flatnonzero(index.row_bits[word_row] & _HEAD_BITS[heads])
+    if slow_rows.size:
+        slow = np.zeros(len(offsets) - 1, dtype=bool)
+        slow[slow_rows] = True
+        maybe = maybe[~slow[word_row[maybe]]]
+    row = word_row[maybe].astype(np.int64)
+    keys = (row << 16) | heads[maybe].astype(np.int64)
+    low = np.searchsorted(index.keys, keys, side="left")
+    count = np.searchsorted(index.keys, keys, side="right") - low
+    needle = index.needles[np.repeat(low, count) + _ramp(count)]
+    return np.repeat(starts[maybe], count), np.repeat(row, count), needle
+
+
+def _heads(data: U8, positions: Ints) -> npt.NDArray[np.uint16]:
+    """The 2 bytes from each of ``positions`` as one number (its head).
+
+    Past the end of ``data`` a byte counts as 0.
+    """
+    padded = np.zeros(data.size + 1, dtype=np.uint8)
+    padded[: data.size] = data
+    first = padded[positions].astype(np.uint16) << np.uint16(8)
+    second = padded[positions + 1].astype(np.uint16)
+    heads: npt.NDArray[np.uint16] = first | second
+    return heads
+
+
+def _head_bit_table() -> U64:
+    heads = np.arange(1 << 16, dtype=np.int64)
+    bit = ((heads * 40503) & 0xFFFF) >> 10  # the top 6 bits of a 16-bit product
+    return np.left_shift(np.uint64(1), bit.astype(np.uint64))
+
+
+_HEAD_BITS = _head_bit_table()
+"""One of 64 bits for each 2-byte head (a multiplicative hash)."""
+
+
+_LOW_BYTES = np.array(
+    [(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], dtype=np.uint64
+)
+"""``_LOW_BYTES[n]`` keeps the first ``n`` bytes of a little-endian 8-byte word."""
 
 
 def _same_bytes(
-    data: U8, starts: Ints, other: U8, other_starts: Ints, lengths: Ints
+    windows: U64, starts: Ints, other_windows: U64, other_starts: Ints, lengths: Ints
 ) -> Bools:
-    """Whether ``data[s:s+n] == other[t:t+n]`` for each (s, t, n), where in range."""
-    same = starts + lengths <= data.size
-    pending = np.flatnonzero(same)
+    """Whether ``data[s:s+n] == other[t:t+n]`` for each (s, t, n), 8 bytes at a time.
+
+    ``windows`` and ``other_windows`` are :func:`_byte_windows` of the two
+    buffers; every span must lie inside its buffer.
+    """
+    same = np.ones(starts.size, dtype=bool)
+    pending = np.flatnonzero(lengths > 0)
     offset = 0
     while pending.size:
-        pending = pending[lengths[pending] > offset]
-        if not pending.size:
-            break
-        equal = data[starts[pending] + offset] == other[other_starts[pending] + offset]
+        left = np.minimum(lengths[pending] - offset, 8)
+        differ = (
+            windows[starts[pending] + offset]
+            ^ other_windows[other_starts[pending] + offset]
+        ) & _LOW_BYTES[left]
+        equal = differ == 0
         same[pending[~equal]] = False
-        pending = pending[equal]
-        offset += 1
+        offset += 8
+        pending = pending[equal & (lengths[pending] > offset)]
     return same
 
 
+def _byte_windows(data: U8) -> U64:
+    """The 8 bytes from each position of ``data`` as one little-endian integer."""
+    padded = np.zeros(data.size + 8, dtype=np.uint8)
+    padded[: data.size] = data
+    windows: U64 = np.ndarray(
+        (data.size,), dtype=np.dtype("<u8"), buffer=padded, strides=(1,)
+    )
+    return windows
+
+
 def _first_non_overlapping(hits: _Hits) -> _Hits:
-    """Keep hits that do not overlap an earlier (or, at one start, longer) hit."""
+    """Keep hits that do not overlap an earlier (or, at one start, longer) hit.
+
+    Of two equal hits (two needles with the same text), the first needle's
+    is kept.
+    """
     if not hits.starts.size:
         return hits
-    order = np.argsort(hits.starts * _LONGEST - (hits.ends - hits.starts))
+    order = np.lexsort((hits.needles, hits.starts - hits.ends, hits.starts))
     starts, ends = hits.starts[order], hits.ends[order]
     reach = np.maximum.accumulate(ends)
     keep = np.ones(starts.size, dtype=bool)
@@ -1426,11 +1652,23 @@ def scrub_free_text(
         Replacements per tag.
 
     """
+    notes = _plain(notes)
+
+    def scrub(rows: slice) -> tuple[pa.Array, Counter[str], Counter[str]]:
+        own = None if own_values is None else own_values.in_rows(rows)
+        marking: Counter[str] = Counter()
+        part = notes.slice(rows.start, rows.stop - rows.start)
+        text, counts = _scrub_patterns(_mark_free_text(part, own, marking))
+        return text, marking, counts
+
+    done = _in_parallel([partial(scrub, rows) for rows in _row_blocks(len(notes))])
     counts: Counter[str] = Counter()
-    marked = _mark_free_text(notes, own_values, counts)
-    text, pattern_counts = _scrub_patterns_of(marked)
-    counts.update(pattern_counts)
-    return text, counts
+    for _, marking, _ in done:
+        counts.update(marking)
+    for _, _, pattern_counts in done:
+        counts.update(pattern_counts)
+    texts = [text for text, _, _ in done]
+    return (texts[0] if len(texts) == 1 else pa.concat_arrays(texts)), counts
 
 
 def _mark_free_text(
@@ -1443,15 +1681,6 @@ def _mark_free_text(
     if own_values is not None and len(own_values):
         notes = _mark_own_values(notes, own_values, counts)
     return notes
-
-
-def _scrub_patterns_of(notes: pa.Array) -> tuple[pa.Array, Counter[str]]:
-    """Step 2, on two threads: patterns and placeholders to tags."""
-    done = _parallel([partial(_scrub_patterns, part) for part in _halves(notes)])
-    counts: Counter[str] = Counter()
-    for _, part_counts in done:
-        counts.update(part_counts)
-    return pa.concat_arrays([text for text, _ in done]), counts
 
 
 def _scrub_patterns(notes: pa.Array) -> tuple[pa.Array, Counter[str]]:
@@ -1494,14 +1723,38 @@ _MAY_BE: dict[str, str] = {
     "email": "@",
     "ipv4": "\\.",
     "ipv6": ":",
-    "address": "[A-Za-z].*[A-Za-z]",
+    "address": "^[0-9]{1,6}[A-Za-z]?\\s",
     "ssn": "^[0-9 -]+$",
     "date": "[-/.]|[A-Za-z]{3}",
-    "phone": "(?:[0-9][^0-9]*){10}",
-    "age_over_89": "[0-9]{2}",
+    "phone": "^[+(0-9](?:[^0-9]*[0-9]){9}",
+    "age_over_89": "^(?:[0-9]{2}|(?i:age).*[0-9]{2})",
     "mrn": "[0-9]{5}",
 }
 """Quick necessary conditions: a match may be of a kind only if this matches."""
+
+
+_LETTER_FLAG, _DIGIT_FLAG, _PLACEHOLDER_FLAG = 1, 2, 4
+
+
+def _match_flag_table() -> U8:
+    table = np.zeros(256, dtype=np.uint8)
+    table[ord("a") : ord("z") + 1] = _LETTER_FLAG
+    table[ord("A") : ord("Z") + 1] = _LETTER_FLAG
+    table[ord("0") : ord("9") + 1] = _DIGIT_FLAG
+    table[1 : len(_PLACEHOLDERS) + 1] = _PLACEHOLDER_FLAG
+    return table
+
+
+_MATCH_FLAGS = _match_flag_table()
+
+
+def _per_value(ufunc: np.ufunc, flags: U8, offsets: Ints) -> U8:
+    """``ufunc`` over the bytes of each value of a string array (0 if empty)."""
+    result = np.zeros(len(offsets) - 1, dtype=flags.dtype)
+    filled = offsets[1:] > offsets[:-1]
+    if flags.size:
+        result[filled] = ufunc.reduceat(flags, offsets[:-1][filled])
+    return result
 
 
 def _classify(matches: pa.Array) -> Ints:
@@ -1517,20 +1770,17 @@ def _classify(matches: pa.Array) -> Ints:
     """
     kinds = np.full(len(matches), len(_KIND_TAGS) - 1, dtype=np.int64)
     offsets, data = _buffers(matches)
-    first = data[np.minimum(offsets[:-1], max(data.size - 1, 0))]
-    is_placeholder = (data >= 1) & (data <= len(_PLACEHOLDERS))
-    placeholder = ~_any_in(~is_placeholder, offsets) & (offsets[1:] > offsets[:-1])
-    kinds[placeholder] = (
-        len(IDENTIFIER_PATTERNS) - 1 + first[placeholder].astype(np.int64)
-    )
-    digits_only = pc.fill_null(pc.ascii_is_decimal(matches), False).to_numpy(
-        zero_copy_only=False
-    )
-    kinds[digits_only] = _digit_kinds(matches.filter(pa.array(digits_only)))
-    lettered = pc.match_substring_regex(matches, "[A-Za-z]").to_numpy(
-        zero_copy_only=False
-    )
-    rest = ~placeholder & ~digits_only
+    flags = _MATCH_FLAGS[data]
+    every = _per_value(np.bitwise_and, flags, offsets)
+    lettered = (_per_value(np.bitwise_or, flags, offsets) & _LETTER_FLAG) != 0
+    placeholder = np.flatnonzero(every & _PLACEHOLDER_FLAG)
+    first = data[offsets[placeholder]].astype(np.int64)
+    kinds[placeholder] = len(IDENTIFIER_PATTERNS) - 1 + first
+    digits_only = (every & _DIGIT_FLAG) != 0
+    if digits_only.any():
+        kinds[digits_only] = _digit_kinds(matches.filter(pa.array(digits_only)))
+    rest = ~digits_only
+    rest[placeholder] = False
     shaped = np.flatnonzero(rest & ~lettered)
     if shaped.size:
         kinds[shaped] = _kinds_by_shape(matches.take(pa.array(shaped)))
@@ -1704,6 +1954,10 @@ class Finding:
 
 _PATTERN_BY_KIND = {p.kind: p for p in IDENTIFIER_PATTERNS}
 
+_Leaks = dict[tuple[str, str], Ints]
+"""Rows (positions) whose cell in a column holds one of the row's own values
+of an identifier column: ``(column, identifier column) -> rows``."""
+
 
 def scan_residual_identifiers(
     frame: pd.DataFrame,
@@ -1716,7 +1970,7 @@ def scan_residual_identifiers(
     Every text column is searched for :data:`IDENTIFIER_PATTERNS`. With the
     raw identifiers, each free-text value is also searched for its own row's
     identifier values (as :func:`deidentify` scrubs them), and every other
-    text column for whole raw identifier values from any row.
+    text column for cells equal to one of their row's identifier values.
 
     Parameters
     ----------
@@ -1735,29 +1989,30 @@ def scan_residual_identifiers(
         Empty if nothing was found.
 
     """
-    own_values = None
-    if raw_identifier_values is not None and schema.stage == "raw":
-        raw = _aligned(raw_identifier_values, frame)
-        present = [c for c in schema.columns if c.name in raw.columns]
-        own_values = _own_values(raw, present)
-    return _scan(frame, schema, own_values)
-
-
-def _scan(
-    frame: pd.DataFrame, schema: DatasetSchema, own_values: _OwnValues | None
-) -> list[Finding]:
     findings = _pattern_findings(frame)
-    if own_values is None:
+    if raw_identifier_values is None or schema.stage != "raw":
         return findings
-    for column in schema.deidentified().columns:
-        if column.name not in frame.columns or column.kind != "string":
-            continue
-        values = _plain(text_array(frame[column.name]))
-        if column.role == "free_text":
-            findings += _own_value_findings(column.name, values, own_values)
-        else:
-            findings += _whole_value_findings(column.name, values, own_values)
-    return findings
+    raw = _aligned(raw_identifier_values, frame)
+    sources = [c for c in schema.columns if c.name in raw.columns]
+    sources = [c for c in sources if _is_needle_source(c)]
+    checked = [
+        (c.name, c.role == "free_text")
+        for c in schema.deidentified().columns
+        if c.name in frame.columns and c.kind == "string"
+    ]
+    source_text = {c.name: _text_chunks(raw[c.name]) for c in sources}
+    checked_text = {name: _text_chunks(frame[name]) for name, _ in checked}
+
+    def leaks_in(rows: slice) -> _Leaks:
+        own = _own_values([(c, _text_rows(source_text[c.name], rows)) for c in sources])
+        cells = {
+            name: (_text_rows(checked_text[name], rows), free_text)
+            for name, free_text in checked
+        }
+        return _value_leaks(cells, own, rows.start)
+
+    parts = _in_parallel([partial(leaks_in, rows) for rows in _row_blocks(len(frame))])
+    return findings + _value_findings(_merged(parts), checked, sources, kept=None)
 
 
 def _aligned(raw: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -1772,26 +2027,33 @@ def _aligned(raw: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pattern_findings(frame: pd.DataFrame) -> list[Finding]:
-    findings = []
-    for name in frame.columns:
-        values = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(values.dtype) or not is_text(
-            values.dropna()
-        ):
-            continue
-        array = _plain(text_array(values))
-        parts = _parallel([partial(_pattern_rows, part) for part in _halves(array)])
-        total = np.sum(parts, axis=0)
-        findings += [
-            Finding(str(name), pattern.kind, int(rows))
-            for pattern, rows in zip(IDENTIFIER_PATTERNS, total, strict=True)
-            if rows
-        ]
-    return findings
+    """Rows of each text column that match each of :data:`IDENTIFIER_PATTERNS`."""
+    names = [name for name in frame.columns if _is_text_column(frame[name])]
+    parts = [
+        (name, part) for name in names for part in _halves(_text_chunks(frame[name]))
+    ]
+    counts = _in_parallel([partial(_pattern_rows, part) for _, part in parts])
+    total = {name: np.zeros(len(IDENTIFIER_PATTERNS), np.int64) for name in names}
+    for (name, _), rows in zip(parts, counts, strict=True):
+        total[name] += rows
+    return [
+        Finding(str(name), pattern.kind, int(rows))
+        for name in names
+        for pattern, rows in zip(IDENTIFIER_PATTERNS, total[name], strict=True)
+        if rows
+    ]
 
 
-def _pattern_rows(values: pa.Array) -> Ints:
+def _is_text_column(values: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return False
+    return is_text(values.dropna() if values.dtype == object else values)
+
+
+def _pattern_rows(values: pa.ChunkedArray) -> Ints:
     """How many values match each of :data:`IDENTIFIER_PATTERNS`."""
+    if values.num_chunks > _MAX_CHUNKS:  # a kernel compiles its regex per chunk
+        values = pa.chunked_array([values.combine_chunks()])
     rows = np.zeros(len(IDENTIFIER_PATTERNS), dtype=np.int64)
     if not pc.any(pc.match_substring_regex(values, _COMBINED)).as_py():
         return rows
@@ -1802,12 +2064,66 @@ def _pattern_rows(values: pa.Array) -> Ints:
     return rows
 
 
-def _own_value_findings(
-    column: str, values: pa.Array, own: _OwnValues
-) -> list[Finding]:
-    """Rows whose free text still holds one of the row's own identifier values."""
+def _value_leaks(
+    cells: Mapping[str, tuple[pa.Array, bool]], own: _OwnValues, first_row: int
+) -> _Leaks:
+    """Rows of one block whose cells hold one of the row's own values.
+
+    ``cells`` maps each text column of the output to its values in the block
+    and whether it is free text (searched word by word) or not (compared
+    whole); ``own`` are the block's needles, ``first_row`` its first row.
+    """
+    leaks: _Leaks = {}
     if not len(own):
-        return []
+        return leaks
+    for name, (values, free_text) in cells.items():
+        find = _own_value_rows if free_text else _whole_value_rows
+        for source, rows in find(values, own).items():
+            leaks[(name, source)] = rows + first_row
+    return leaks
+
+
+def _merged(parts: Sequence[_Leaks]) -> _Leaks:
+    keys = {key for part in parts for key in part}
+    return {
+        key: np.concatenate([part[key] for part in parts if key in part])
+        for key in keys
+    }
+
+
+def _value_findings(
+    leaks: _Leaks,
+    checked: Sequence[tuple[str, bool]],
+    sources: Sequence[Column],
+    *,
+    kept: Ints | None,
+) -> list[Finding]:
+    """One finding per (column, identifier column) with leaks in kept rows."""
+    findings = []
+    for name, _ in checked:
+        for source in sources:
+            rows = leaks.get((name, source.name))
+            if rows is None:
+                continue
+            if kept is not None:
+                rows = rows[np.isin(rows, kept)]
+            if rows.size:
+                findings.append(
+                    Finding(name, "identifier_value", int(rows.size), source.name)
+                )
+    return findings
+
+
+def _by_source(pairs: set[tuple[int, int]], own: _OwnValues) -> dict[str, Ints]:
+    """Distinct rows per source column, from (row, source index) pairs."""
+    rows: dict[str, list[int]] = {}
+    for row, source in sorted(pairs):
+        rows.setdefault(own.sources[source], []).append(row)
+    return {source: np.array(found, dtype=np.int64) for source, found in rows.items()}
+
+
+def _own_value_rows(values: pa.Array, own: _OwnValues) -> dict[str, Ints]:
+    """Rows whose free text still holds one of the row's own identifier values."""
     hits, slow_rows = _find_own_values(pc.ascii_lower(values), own)
     leaked: set[tuple[int, int]] = set()
     if hits.starts.size:
@@ -1839,11 +2155,7 @@ def _own_value_findings(
                 spans = [] if text is None else _word_spans(text, needle)
                 if any(not _inside_tag(text or "", b, e) for b, e in spans):
                     leaked.add((row, source))
-    counts = Counter(source for _, source in leaked)
-    return [
-        Finding(column, "identifier_value", rows, own.sources[source])
-        for source, rows in sorted(counts.items())
-    ]
+    return _by_source(leaked, own)
 
 
 _TAGS = frozenset(_KIND_TAGS)
@@ -1856,12 +2168,8 @@ def _inside_tag(text: str, begin: int, end: int) -> bool:
     return left >= 0 and right >= 0 and text[left : right + 1] in _TAGS
 
 
-def _whole_value_findings(
-    column: str, values: pa.Array, own: _OwnValues
-) -> list[Finding]:
-    """Cells of a non-free-text column equal to one of their row's own values."""
-    if not len(own):
-        return []
+def _whole_value_rows(values: pa.Array, own: _OwnValues) -> dict[str, Ints]:
+    """Rows whose cell of a non-free-text column equals one of the row's own values."""
     cells = pc.utf8_lower(pc.utf8_trim_whitespace(values))
     widths = pc.fill_null(pc.binary_length(cells), -1).to_numpy(zero_copy_only=False)
     lengths = own.ends - own.starts
@@ -1869,18 +2177,14 @@ def _whole_value_findings(
         (lengths == widths[own.rows]) & (lengths >= _MIN_OWN_VALUE)
     )
     if not same_width.size:
-        return []
+        return {}
     equal = pc.equal(own.texts(same_width), cells.take(pa.array(own.rows[same_width])))
     found = same_width[pc.fill_null(equal, False).to_numpy(zero_copy_only=False)]
     leaked = {
         (int(r), int(s))
         for r, s in zip(own.rows[found], own.source_index[found], strict=True)
     }
-    counts = Counter(source for _, source in leaked)
-    return [
-        Finding(column, "identifier_value", rows, own.sources[source])
-        for source, rows in sorted(counts.items())
-    ]
+    return _by_source(leaked, own)
 
 
 def check_residual_identifiers(
@@ -1924,6 +2228,11 @@ def deidentify_checked(
 ) -> tuple[pd.DataFrame, DeidReport]:
     """Validate, de-identify and scan a raw export; fail closed on any leak.
 
+    The scan is :func:`scan_residual_identifiers` with the raw identifiers:
+    the patterns over every text column of the result, and each row's own
+    identifier values over its text cells, looked for block by block as the
+    blocks are de-identified (the block's needles are built once for both).
+
     Parameters are those of :func:`deidentify`.
 
     Returns
@@ -1941,12 +2250,12 @@ def deidentify_checked(
         If anything identifier-like is left; nothing should then be written.
 
     """
-    schema.validate(frame)
-    result = _deidentify(frame, schema, secrets, k, restricted_zip3)
-    own_values = result.own_values
-    if own_values is None:
-        identifiers = [c for c in schema.columns if c.role == "identifier"]
-        own_values = _own_values(frame, identifiers)
-    findings = _scan(result.frame, schema, own_values.restricted(result.kept))
+    result = _deidentify(frame, schema, secrets, k, restricted_zip3, checked=True)
+    checked = [
+        (c.name, c.role == "free_text") for c in schema.columns if _output_is_text(c)
+    ]
+    sources = [c for c in schema.columns if _is_needle_source(c)]
+    findings = _pattern_findings(result.frame)
+    findings += _value_findings(result.leaks, checked, sources, kept=result.kept)
     _fail_closed(findings)
     return result.frame, result.report

@@ -305,18 +305,19 @@ class Column:
     def check(self, values: pd.Series) -> None:
         """Raise :class:`SchemaError` if ``values`` break this column's rules."""
         missing = values.isna()
-        if missing.any() and not self.nullable:
+        missing_count = int(missing.sum())
+        if missing_count and not self.nullable:
             raise SchemaError(
-                f"column {self.name!r}: {int(missing.sum())} missing values, "
+                f"column {self.name!r}: {missing_count} missing values, "
                 "but the schema does not allow missing values"
             )
-        present = values[~missing]
         if self.kind == "string":
-            self._check_text(present)
+            self._check_text(values, missing_count)
             return
         if self.kind == "date":
-            self._check_dates(present)
+            self._check_dates(values, missing_count)
             return
+        present = values[~missing] if missing_count else values
         if not pd.api.types.is_numeric_dtype(present):
             raise SchemaError(
                 f"column {self.name!r}: expected numbers ({self.kind}), "
@@ -342,37 +343,46 @@ class Column:
                 f"column {self.name!r}: {int(out.sum())} values outside [{low}, {high}]"
             )
 
-    def _check_text(self, present: pd.Series) -> None:
-        if not is_text(present):
+    def _check_text(self, values: pd.Series, missing_count: int) -> None:
+        if not is_text(_without_missing(values, missing_count)):
             raise SchemaError(
                 f"column {self.name!r}: expected text (string), found dtype "
-                f"{present.dtype}; read this column as text (e.g. dtype=str) "
+                f"{values.dtype}; read this column as text (e.g. dtype=str) "
                 "so that leading zeros survive"
             )
-        if self.pattern is None or present.empty:
+        present_count = len(values) - missing_count
+        if self.pattern is None or not present_count:
             return
-        matches = pc.match_substring_regex(text_array(present), _anchored(self.pattern))
-        bad = len(present) - int(pc.sum(matches).as_py() or 0)
+        matches = pc.match_substring_regex(text_array(values), _anchored(self.pattern))
+        bad = present_count - int(pc.sum(matches).as_py() or 0)
         if bad:
             raise SchemaError(
                 f"column {self.name!r}: {bad} values do not match the pattern "
                 f"{self.pattern!r}"
             )
 
-    def _check_dates(self, present: pd.Series) -> None:
-        if pd.api.types.is_datetime64_any_dtype(present.dtype):
+    def _check_dates(self, values: pd.Series, missing_count: int) -> None:
+        if pd.api.types.is_datetime64_any_dtype(values.dtype):
             return
-        if not is_text(present):
+        if not is_text(_without_missing(values, missing_count)):
             raise SchemaError(
                 f"column {self.name!r}: expected dates, as text in the format "
-                f"{self.effective_date_format!r}, found dtype {present.dtype}"
+                f"{self.effective_date_format!r}, found dtype {values.dtype}"
             )
-        bad = int(parse_dates(present, self.effective_date_format).isna().sum())
+        parsed = parse_dates(values, self.effective_date_format)
+        bad = int(parsed.isna().sum()) - missing_count
         if bad:
             raise SchemaError(
                 f"column {self.name!r}: {bad} values are not dates in the format "
                 f"{self.effective_date_format!r}"
             )
+
+
+def _without_missing(values: pd.Series, missing_count: int) -> pd.Series:
+    """``values`` without missing ones, copied only where that changes its type."""
+    if missing_count and values.dtype == object:
+        return values.dropna()
+    return values
 
 
 @dataclass(frozen=True)
@@ -770,10 +780,13 @@ def is_text(values: pd.Series) -> bool:
 
 
 def text_array(values: pd.Series) -> pa.Array:
-    """Return text values as one Arrow string array (no copy if Arrow-backed)."""
+    """Return text values as one Arrow string array (no copy if Arrow-backed).
+
+    Arrow-backed values in several chunks are joined into one array (a copy).
+    """
     array = pa.array(values, from_pandas=True)
     if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
     if pa.types.is_null(array.type):
         array = array.cast(pa.string())
     return array
