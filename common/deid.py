@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import TypeVar
@@ -542,47 +542,77 @@ def _deidentify(
     breaks the contract.
     """
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        # A shallow copy: the validating thread gets its own column cache.
         validation = (
             pool.submit(schema.validate, frame.copy(deep=False)) if checked else None
         )
+        blocks: list[Future[_RowsDone]] = []
         try:
             _check_request(frame, schema, k)
             job = _RowsJob.of(frame, schema, secrets, restricted_zip3, checked=checked)
-            blocks = [
+            blocks += [
                 pool.submit(_deidentify_rows, job, rows)
                 for rows in _row_blocks(len(frame))
             ]
             tally = _Tally()
-            columns = {
-                c.name: _deidentified(frame, c, schema, secrets, tally)
-                for c in schema.columns
-                if c.action != "drop" and c.name not in job.produced_names
-            }
+            columns = _whole_columns(frame, schema, secrets, job, tally)
             if validation is not None:
                 validation.result()
             done = [block.result() for block in blocks]
         except Exception:
-            pool.shutdown(cancel_futures=True)
-            broken = None if validation is None else validation.exception()
-            if broken is not None:
-                raise broken from None
+            for block in blocks:
+                block.cancel()
+            _raise_contract_error(validation)
             raise
-    for name in job.produced_names:
-        text = pa.chunked_array([d.columns[name] for d in done], TEXT)
-        columns[name] = _text_series(text, frame[name])
-    for d in done:
-        tally.scrub_counts.update(d.marking_counts)
-        tally.zip3_restricted += d.zip3_restricted
-    for d in done:
-        tally.scrub_counts.update(d.pattern_counts)
+    columns |= _block_columns(frame, job, done, tally)
     out = pd.DataFrame(
         {n: columns[n] for n in schema.column_names if n in columns}, index=frame.index
     )
     del columns
-    out_schema = schema.deidentified()
-    out, anonymity, kept = _k_anonymise(out, out_schema.quasi_identifiers, k)
+    quasi_identifiers = schema.deidentified().quasi_identifiers
+    out, anonymity, kept = _k_anonymise(out, quasi_identifiers, k)
     report = _report(frame, schema, out, tally, restricted_zip3, anonymity)
     return _Result(out, report, _merged([d.leaks for d in done]), kept)
+
+
+def _raise_contract_error(validation: Future[None] | None) -> None:
+    """Raise the validation's error, if it failed (waiting for it to finish)."""
+    broken = None if validation is None else validation.exception()
+    if broken is not None:
+        raise broken from None
+
+
+def _whole_columns(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    secrets: DeidSecrets,
+    job: _RowsJob,
+    tally: _Tally,
+) -> dict[str, pd.Series]:
+    """The kept columns and those done whole (dates, ages), by name."""
+    return {
+        c.name: _deidentified(frame, c, schema, secrets, tally)
+        for c in schema.columns
+        if c.action != "drop" and c.name not in job.produced_names
+    }
+
+
+def _block_columns(
+    frame: pd.DataFrame, job: _RowsJob, done: Sequence[_RowsDone], tally: _Tally
+) -> dict[str, pd.Series]:
+    """The columns done block by block, joined; their counts go to ``tally``."""
+    for block in done:
+        tally.scrub_counts.update(block.marking_counts)
+        tally.zip3_restricted += block.zip3_restricted
+    for block in done:
+        tally.scrub_counts.update(block.pattern_counts)
+    return {
+        name: _text_series(
+            pa.chunked_array([block.columns[name] for block in done], TEXT),
+            frame[name],
+        )
+        for name in job.produced_names
+    }
 
 
 def _check_request(frame: pd.DataFrame, schema: DatasetSchema, k: int | None) -> None:
@@ -1000,6 +1030,9 @@ def zip3(values: pa.Array, restricted: RestrictedZip3) -> tuple[pa.Array, int]:
 # digits, so "Smith555-1234" holds the word "smith". Rows with text or
 # needles that are not ASCII take a per-row path for step 1 (case folding can
 # change the length of non-ASCII text, so byte positions would not line up).
+# The needles are indexed once per block by row and first 2 bytes
+# (_NeedleIndex); the residual scan looks for them again, with the same
+# index, in the scrubbed text, independently of what step 1 found.
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -1344,18 +1377,17 @@ _TITLE_CODES = _short_word_codes(
 def _whole_values(lowered: pa.Array) -> _Spans:
     """Whole values (trimmed) of 3 characters or more that hold a letter."""
     offsets, data = _buffers(pc.utf8_trim_whitespace(lowered))
-    starts, ends = offsets[:-1], offsets[1:]
     classes = _char_classes(data)
-    lettered = _any_in((classes == _LETTER) | (data >= 0x80), offsets)
-    rows = np.flatnonzero((ends - starts >= _MIN_OWN_VALUE) & lettered)
-    starts, ends = starts[rows], ends[rows]
-    words, word_ends, _ = _words(classes, offsets)
-    first = np.minimum(np.searchsorted(words, starts), max(words.size - 1, 0))
-    first_word = np.zeros(rows.size, dtype=np.int64)
-    if words.size:
-        first_word = np.where(words[first] == starts, word_ends[first] - starts, 0)
-    ascii_value = ~_any_in(data >= 0x80, offsets)[rows]
-    first_word = np.where(ascii_value, first_word, 0)
+    non_ascii = (data >= 0x80).view(np.uint8)
+    flags = (classes == _LETTER).view(np.uint8) | (non_ascii << np.uint8(1))
+    seen = _per_value(np.bitwise_or, flags, offsets)  # 1: a letter, 2: not ASCII
+    rows = np.flatnonzero((np.diff(offsets) >= _MIN_OWN_VALUE) & (seen != 0))
+    starts, ends = offsets[rows], offsets[rows + 1]
+    edge, _ = _class_edges(classes, offsets)
+    bounds = np.flatnonzero(edge)
+    word_end = bounds[np.searchsorted(bounds, starts, side="right")]
+    starts_word = (classes[starts] != _OTHER) & ((seen[rows] & 2) == 0)
+    first_word = np.where(starts_word, word_end - starts, 0)
     return _Spans(rows.astype(np.int64), starts, ends, first_word, data)
 
 

@@ -20,7 +20,12 @@ from hospfed.common.deid import (
     scrub_free_text,
     zip3,
 )
-from hospfed.common.errors import ConfigError, IdentifierLeakError
+from hospfed.common.errors import (
+    ConfigError,
+    DataError,
+    IdentifierLeakError,
+    SchemaError,
+)
 from hospfed.common.heart import CLINICAL_COLUMNS
 from hospfed.common.raw_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
 from hospfed.common.schema import PSEUDONYM_PATTERN, Column, DatasetSchema
@@ -507,3 +512,101 @@ def test_deidentify_refuses_a_deidentified_schema_and_a_bad_k(raw):
         deidentify(raw, FED_HEART_SCHEMA, SECRETS)
     with pytest.raises(ConfigError, match="k must be a positive"):
         deidentify(raw, FED_HEART_RAW_SCHEMA, SECRETS, k=0)
+
+
+def test_the_result_does_not_depend_on_the_block_size(raw, prepared, monkeypatch):
+    # Text columns are de-identified and scanned a block of rows at a time.
+    monkeypatch.setattr("hospfed.common.deid._ROWS_PER_BLOCK", 300)
+    out, report = deidentify_checked(raw, FED_HEART_RAW_SCHEMA, SECRETS)
+    pd.testing.assert_frame_equal(out, prepared[0])
+    assert report == prepared[1]
+    leaked = out.copy()
+    for row in (5, 1500):  # in the first and the sixth block
+        leaked.loc[row, "note"] = f"seen by {raw['patient_name'][row]}"
+    findings = scan_residual_identifiers(
+        leaked, FED_HEART_RAW_SCHEMA, raw_identifier_values=raw
+    )
+    assert findings == [Finding("note", "identifier_value", 2, "patient_name")]
+
+
+def test_a_contract_violation_is_the_error_even_if_deidentifying_fails_too():
+    schema = DatasetSchema(
+        "visits-raw",
+        1,
+        (
+            Column("mrn", "string", "identifier", deid="pseudonymise", phi="mrn"),
+            Column("seen", "date", "date", deid="shift"),
+            Column("outcome", "int", "label"),
+        ),
+        "outcome",
+    )
+    frame = pd.DataFrame(
+        {
+            "mrn": pd.array(["00012345", None], "string[pyarrow]"),
+            "seen": ["2001-02-03", "2001-02-04"],
+            "outcome": [0, 1],
+        }
+    )
+    with pytest.raises(DataError, match="no patient key"):
+        deidentify(frame, schema, SECRETS)
+    with pytest.raises(SchemaError, match="column 'mrn': 1 missing values"):
+        deidentify_checked(frame, schema, SECRETS)
+
+
+def test_suppressing_the_last_row_still_scans_the_others(raw):
+    small = raw.head(300).copy()
+    births = ["1925-01-01", "1930-06-01", "1935-01-01"]
+    small["birth_date"] = pd.array(
+        [births[i % 3] for i in range(300)], "string[pyarrow]"
+    )
+    small.loc[299, "birth_date"] = "1940-01-01"  # the last patient is alone
+    small["admission_date"] = pd.array(["1985-01-01"] * 300, "string[pyarrow]")
+    small["state"] = pd.array(["OH"] * 300, "string[pyarrow]")
+    small["zip"] = pd.array(["44101"] * 300, "string[pyarrow]")
+    small["age"] = 60.0
+    out, report = deidentify_checked(small, FED_HEART_RAW_SCHEMA, SECRETS, k=2)
+    assert report.rows_suppressed == 1 and 299 not in out.index
+
+
+def test_a_value_whose_only_letter_is_its_last_is_still_scrubbed():
+    frame = pd.DataFrame(
+        {
+            "patient_name": ["Ann Lee", "Bo Kim"],
+            "city": ["1201 B", ""],  # an empty value right after it
+            "note": ["moved from 1201 B last year", "fine"],
+            "outcome": [0, 1],
+        }
+    )
+    out, _ = deidentify(frame, name_schema(), SECRETS)
+    assert out["note"].tolist() == ["moved from [LOCATION] last year", "fine"]
+
+
+def test_a_kept_column_holding_the_rows_own_value_fails_closed():
+    schema = DatasetSchema(
+        "areas-raw",
+        1,
+        (
+            Column("city", "string", "identifier", phi="geographic"),
+            Column("area", "string", "quasi_identifier"),
+            Column("outcome", "int", "label"),
+        ),
+        "outcome",
+    )
+    frame = pd.DataFrame(
+        {
+            "city": ["Lakewood", "Parma", "Euclid"],
+            "area": ["west", " PARMA ", "east"],  # the second row's own city
+            "outcome": [0, 1, 0],
+        }
+    )
+    with pytest.raises(IdentifierLeakError, match="column 'area'.*'city'") as info:
+        deidentify_checked(frame, schema, SECRETS)
+    assert "arma" not in str(info.value).lower()
+
+
+def test_deidentify_checked_reports_a_broken_contract_first(raw, prepared):
+    # A de-identified schema is refused, but a broken contract is named first.
+    with pytest.raises(SchemaError, match="unexpected columns"):
+        deidentify_checked(raw, FED_HEART_SCHEMA, SECRETS)
+    with pytest.raises(ConfigError, match="de-identified data"):
+        deidentify_checked(prepared[0], FED_HEART_SCHEMA, SECRETS)

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from hospfed.common.errors import SchemaError
@@ -129,6 +130,44 @@ def test_string_pattern_mismatches_are_counted_not_shown():
     ) as info:
         schema.validate(frame)
     assert "abcde" not in str(info.value)
+
+
+def test_missing_values_are_neither_pattern_nor_date_mismatches():
+    schema = DatasetSchema(
+        "m",
+        1,
+        (
+            Column("code", "string", nullable=True, pattern="[0-9]{5}"),
+            Column("seen", "date", "date", nullable=True),
+            Column("y", "int", "label"),
+        ),
+        "y",
+    )
+    frame = pd.DataFrame(
+        {
+            "code": ["44101", None, None],
+            "seen": [None, "1999-12-31", None],
+            "y": [0, 1, 0],
+        }
+    )
+    schema.validate(frame)  # Python strings with None
+    schema.validate(
+        frame.astype({"code": "string[pyarrow]", "seen": "string[pyarrow]"})
+    )
+    frame.loc[2, ["code", "seen"]] = ["4410", "31.12.1999"]
+    with pytest.raises(SchemaError, match=r"column 'code': 1 values do not match"):
+        schema.validate(frame)
+    with pytest.raises(SchemaError, match=r"column 'seen': 1 values are not dates"):
+        schema.validate(frame.drop(columns="code").assign(code="44101"))
+
+
+def test_text_in_several_arrow_chunks_is_checked_as_a_whole():
+    chunks = pa.chunked_array([["44101", "abc"], [], ["4410", None, "44102"]])
+    frame = pd.DataFrame(
+        {"code": pd.arrays.ArrowStringArray(chunks), "y": [0, 1, 0, 1, 0]}
+    )
+    with pytest.raises(SchemaError, match=r"column 'code': 2 values do not match"):
+        text_schema(pattern="[0-9]{5}", nullable=True).validate(frame)
 
 
 def test_dates_parse_with_the_declared_format():
