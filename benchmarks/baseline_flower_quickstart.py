@@ -29,7 +29,7 @@ from flwr.server import ServerApp, ServerAppComponents, ServerConfig
 from flwr.server.strategy import FedAvg
 from flwr.simulation import run_simulation
 
-from hospfed.common.heart import HOSPITALS, load_hospital
+from hospfed.common.datasets.heart import HOSPITALS, load_hospital
 from hospfed.common.model import ModelSpec, initial_weights
 from hospfed.simulations.heart import backend_config
 

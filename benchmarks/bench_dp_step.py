@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from hospfed.common.backend import TrainingBackend, get_backend
-from hospfed.common.heart import load_hospital
+from hospfed.client.backends import TrainingBackend, get_backend
+from hospfed.client.privacy import DpStep, poisson_sample_rate
+from hospfed.common.datasets.heart import load_hospital
 from hospfed.common.model import ModelSpec, initial_weights
-from hospfed.common.privacy import DpStep, poisson_sample_rate
 from hospfed.common.training import TrainPlan
 
 STEPS = 100

@@ -7,7 +7,7 @@ of random bytes, and the way to decrypt them:
   data, no header): the speed of the primitive from ``cryptography``;
 * raw into: ``AESGCM.encrypt_into`` the same chunks into one preallocated
   buffer (no allocation per chunk): the fastest the primitive goes;
-* sealed: ``hospfed.common.sealed._seal``, the in-memory step that turns
+* sealed: ``hospfed.client.vault.sealed._seal``, the in-memory step that turns
   plaintext into the bytes of an ``.hfd`` file (per-file HKDF subkeys, a
   fresh nonce and associated data per chunk, header and trailer MACs);
 * encrypt_file: the whole public call, reading a plaintext file and writing
@@ -32,8 +32,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hospfed.common.crypto import DataKey
-from hospfed.common.sealed import DEFAULT_CHUNK_SIZE, _seal, _unseal, encrypt_file
+from hospfed.client.vault import (
+    DEFAULT_CHUNK_SIZE,
+    DataKey,
+    _seal,
+    _unseal,
+    encrypt_file,
+)
 
 
 def best_seconds(

@@ -31,8 +31,8 @@ CHILD = """
 import json, os, resource, sys, time
 from pathlib import Path
 import hospfed.client.prepare as prepare
-from hospfed.common.crypto import generate_key_file
-from hospfed.common.raw_schema import FED_HEART_RAW_SCHEMA
+from hospfed.client.vault import generate_key_file
+from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA
 
 def rss():
     with open("/proc/self/statm") as f:
@@ -73,8 +73,7 @@ def seal_ratio(work: Path, repeats: int = 5) -> tuple[float, float, float]:
     """MiB/s of hospfed sealing vs raw AES-GCM on the prepared Parquet bytes."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from hospfed.common.crypto import load_key
-    from hospfed.common.sealed import DEFAULT_CHUNK_SIZE, _seal, open_encrypted
+    from hospfed.client.vault import DEFAULT_CHUNK_SIZE, _seal, load_key, open_encrypted
 
     key = load_key(work / "site.key")
     plaintext = open_encrypted(work / "site.hfd", key)
@@ -106,7 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     options = parser.parse_args()
-    from hospfed.client.raw_export import synthetic_raw_export, write_raw_export
+    from hospfed.common.datasets.heart_export import (
+        synthetic_raw_export,
+        write_raw_export,
+    )
 
     shm = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(dir=shm) as tmp:

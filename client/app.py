@@ -16,9 +16,9 @@ from flwr.app import Context
 from flwr.client import Client, ClientApp, NumPyClient
 from flwr.common import NDArrays, Scalar
 
+from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
 from hospfed.client.privacy import HospitalPrivacy
-from hospfed.common.backend import TrainingBackend, evaluate, get_backend
 from hospfed.common.errors import ConfigError
 from hospfed.common.protocol import (
     METRIC_WHITELIST,
@@ -107,7 +107,9 @@ class HospitalClient(NumPyClient):
         self.privacy: HospitalPrivacy | None = None
         if settings.privacy is not None and settings.state_dir is not None:
             self.privacy = HospitalPrivacy(
-                settings.privacy, settings.state_dir, self.data.fingerprint()
+                settings=settings.privacy,
+                state_dir=settings.state_dir,
+                dataset=self.data.fingerprint(),
             )
 
     def _backend(

@@ -23,15 +23,20 @@ from rich.console import Console
 from rich.table import Table
 
 from hospfed.client.data import NodeSettings, load_hospital_data, open_prepared
-from hospfed.client.ledger import load_ledger
 from hospfed.client.prepare import prepare_export
-from hospfed.client.raw_export import hospital_raw_export, write_raw_export
+from hospfed.client.privacy import load_ledger
+from hospfed.client.vault import (
+    KeySource,
+    Passphrase,
+    generate_key_file,
+    load_key,
+    read_header,
+)
 from hospfed.common.cli import make_app, run_app
-from hospfed.common.crypto import KeySource, Passphrase, generate_key_file, load_key
+from hospfed.common.datasets import DEFAULT_RAW_SCHEMA, resolve_schema
+from hospfed.common.datasets.heart import HOSPITALS
+from hospfed.common.datasets.heart_export import hospital_raw_export, write_raw_export
 from hospfed.common.errors import ConfigError
-from hospfed.common.heart import HOSPITALS
-from hospfed.common.schema_file import DEFAULT_RAW_SCHEMA, resolve_schema
-from hospfed.common.sealed import read_header
 
 PROG = "hospfed-client"
 app = make_app("The hospital side of hospfed: runs next to the hospital's data.")

@@ -6,7 +6,8 @@ file, ``key-file``, or a passphrase in an environment variable,
 ``passphrase-env``). The file is decrypted in memory only; the schema it was
 prepared under travels inside it and is checked against the run's schema
 before any training. The rows are then turned into model inputs with
-FLamby's Fed-Heart-Disease protocol (:func:`~hospfed.common.heart.prepare_hospital`).
+FLamby's Fed-Heart-Disease protocol
+(:func:`~hospfed.common.datasets.heart.prepare_hospital`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from typing import Any
 
 import pandas as pd
 
-from hospfed.common.backend import BACKENDS
+from hospfed.client.backends import BACKENDS
+from hospfed.client.privacy import PrivacySettings
+from hospfed.client.vault import KeySource, Passphrase, load_key, read_encrypted_frame
 from hospfed.common.config import get_choice
-from hospfed.common.crypto import KeySource, Passphrase, load_key
+from hospfed.common.datasets.heart import (
+    CLINICAL_COLUMNS,
+    HospitalData,
+    prepare_hospital,
+)
 from hospfed.common.errors import ConfigError, DataError, SchemaError
-from hospfed.common.heart import CLINICAL_COLUMNS, HospitalData, prepare_hospital
-from hospfed.common.privacy import PrivacySettings
-from hospfed.common.schema import DatasetSchema
-from hospfed.common.schema_file import loads_schema
-from hospfed.common.sealed import read_encrypted_frame
+from hospfed.common.schema import DatasetSchema, loads_schema
 
 
 class Meta:
@@ -40,7 +43,7 @@ class Meta:
     SOURCE = "source"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NodeSettings:
     """A hospital's own settings (its Flower node config).
 
@@ -55,7 +58,7 @@ class NodeSettings:
     passphrase_env : str or None
         Or: the environment variable holding the passphrase.
     backend : str
-        Training backend, one of :data:`~hospfed.common.backend.BACKENDS`.
+        Training backend, one of :data:`~hospfed.client.backends.base.BACKENDS`.
     privacy : PrivacySettings or None
         The hospital's own DP-SGD budget and settings; None trains
         without differential privacy.

@@ -3,8 +3,8 @@
 Each step is one function, in the order of DESIGN.md's data path:
 :func:`read_raw_export` (pandas and pyarrow, typed by the schema), the schema
 contract check, Safe Harbor de-identification and the residual-identifier
-scan (:func:`~hospfed.common.deid.deidentify_checked`, which fails closed),
-then :func:`~hospfed.common.sealed.write_encrypted_frame` (AES-256-GCM,
+scan (:func:`~hospfed.client.deid.pipeline.deidentify_checked`, which fails closed),
+then :func:`~hospfed.client.vault.sealed.write_encrypted_frame` (AES-256-GCM,
 written atomically). Nothing is written unless every step succeeded, and no
 plaintext ever touches the disk. The prepared file carries the schema it was
 prepared under (its JSON and fingerprint) so that a training run can check
@@ -23,18 +23,17 @@ import pyarrow as pa
 from pyarrow import csv as pa_csv
 
 from hospfed.client.data import Meta
-from hospfed.common.crypto import (
+from hospfed.client.deid import DeidReport, DeidSecrets, deidentify_checked
+from hospfed.client.vault import (
     DataKey,
     KeySource,
     Passphrase,
     ScryptParams,
     derive_passphrase_key,
+    write_encrypted_frame,
 )
-from hospfed.common.deid import DeidReport, DeidSecrets, deidentify_checked
 from hospfed.common.errors import ConfigError, DataError
-from hospfed.common.schema import DatasetSchema
-from hospfed.common.schema_file import dumps_schema
-from hospfed.common.sealed import write_encrypted_frame
+from hospfed.common.schema import DatasetSchema, dumps_schema
 
 RAW_SUFFIXES = (".csv", ".parquet")
 

@@ -15,7 +15,7 @@ import numpy as np
 _EPS = 1e-7
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Evaluation:
     """Metrics of one model on one labelled set."""
 

@@ -15,8 +15,7 @@ from dataclasses import asdict
 
 from hospfed.common.errors import ConfigError, SchemaError
 from hospfed.common.model import ModelSpec
-from hospfed.common.schema import DatasetSchema
-from hospfed.common.schema_file import dumps_schema, loads_schema
+from hospfed.common.schema import DatasetSchema, dumps_schema, loads_schema
 from hospfed.common.training import TrainPlan
 
 Scalar = bool | int | float | str | bytes

@@ -19,7 +19,7 @@ Optimizer = Literal["sgd", "adam"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainPlan:
     """Local training for one round at one hospital.
 

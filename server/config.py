@@ -22,10 +22,10 @@ from hospfed.common.config import (
     get_int,
     get_widths,
 )
-from hospfed.common.heart import FEATURES
+from hospfed.common.datasets import DEFAULT_RAW_SCHEMA, resolve_schema
+from hospfed.common.datasets.heart import FEATURES
 from hospfed.common.model import ACTIVATIONS, ModelSpec
 from hospfed.common.schema import DatasetSchema
-from hospfed.common.schema_file import DEFAULT_RAW_SCHEMA, resolve_schema
 from hospfed.common.training import TrainPlan
 
 STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")
@@ -38,7 +38,7 @@ DEFAULT_PROXIMAL_MU = 0.1
 DEFAULT_SERVER_LR = {"fedyogi": 0.01, "fedadam": 0.03, "fedadagrad": 0.1}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """Everything the coordinator decides for one training run.
 

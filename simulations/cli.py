@@ -17,11 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hospfed.client.privacy import PrivacySettings
 from hospfed.common.cli import make_app, run_app
+from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.errors import ConfigError
 from hospfed.common.files import check_output_dir
-from hospfed.common.heart import HOSPITALS
-from hospfed.common.privacy import PrivacySettings
 from hospfed.server.app import RunResult
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES, RunConfig
 from hospfed.simulations.heart import (

@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from hospfed.client.app import make_client_app, settings_by_partition
+from hospfed.client.backends import BACKENDS
 from hospfed.client.data import NodeSettings
 from hospfed.client.prepare import prepare_export
-from hospfed.client.raw_export import hospital_raw_export, write_raw_export
-from hospfed.common.backend import BACKENDS
-from hospfed.common.crypto import generate_key_file
+from hospfed.client.privacy import PrivacySettings
+from hospfed.client.vault import generate_key_file
+from hospfed.common.datasets.heart import HOSPITALS, load_hospital, load_pooled
+from hospfed.common.datasets.heart_export import hospital_raw_export, write_raw_export
+from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA
 from hospfed.common.errors import ConfigError, HospfedError
-from hospfed.common.heart import HOSPITALS, load_hospital, load_pooled
 from hospfed.common.model import initial_weights
-from hospfed.common.privacy import PrivacySettings
-from hospfed.common.raw_schema import FED_HEART_RAW_SCHEMA
 from hospfed.common.training import TrainPlan
 from hospfed.server.app import RunResult, make_server_app
 from hospfed.server.config import RunConfig
@@ -266,7 +266,7 @@ def run_pooled(
         Per-epoch history and final weights.
 
     """
-    from hospfed.common.backend import evaluate, get_backend
+    from hospfed.client.backends import evaluate, get_backend
 
     start = time.perf_counter()
     pooled, parts = load_pooled(), [load_hospital(h) for h in HOSPITALS]

@@ -12,12 +12,12 @@ from hospfed.client.app import (
     whitelisted,
 )
 from hospfed.client.data import HospitalDataset, NodeSettings
+from hospfed.client.privacy import PrivacySettings
+from hospfed.common.datasets.heart import load_hospital
+from hospfed.common.datasets.heart_schema import FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError, PrivacyBudgetError, SchemaError
-from hospfed.common.heart import load_hospital
 from hospfed.common.model import ModelSpec, initial_weights
-from hospfed.common.privacy import PrivacySettings
 from hospfed.common.protocol import METRIC_WHITELIST, encode_instructions
-from hospfed.common.raw_schema import FED_HEART_SCHEMA
 from hospfed.common.training import TrainPlan
 
 

@@ -4,8 +4,7 @@ import pandas as pd
 import pytest
 
 from hospfed.client.cli import main
-from hospfed.client.ledger import LEDGER_FILE, PrivacyLedger
-from hospfed.common.privacy import DpMechanism
+from hospfed.client.privacy import LEDGER_FILE, DpMechanism, PrivacyLedger
 
 
 def run(capsys, *argv):
@@ -19,7 +18,10 @@ def test_budget_prints_spent_and_remaining(tmp_path, capsys):
     ledger = PrivacyLedger.open(tmp_path, dataset="d", delta=1e-3, epsilon_budget=3.0)
     for server_round in (1, 2):
         ledger.record(
-            DpMechanism(1.2, 0.02, 100), run="7", server_round=server_round, clip_norm=1
+            DpMechanism(noise_multiplier=1.2, sample_rate=0.02, steps=100),
+            run="7",
+            server_round=server_round,
+            clip_norm=1,
         )
     code, out, _ = run(capsys, "budget", "--state-dir", str(tmp_path))
     assert code == 0

@@ -9,18 +9,17 @@ import pytest
 
 from hospfed.client.data import NodeSettings, load_hospital_data, open_prepared
 from hospfed.client.prepare import deid_secrets, prepare_export, read_raw_export
-from hospfed.client.raw_export import (
+from hospfed.client.vault import Passphrase, generate_key_file, read_encrypted_frame
+from hospfed.common.datasets.heart import HOSPITALS, load_hospital
+from hospfed.common.datasets.heart_export import (
     hospital_raw_export,
     planted_identifiers,
     synthetic_raw_export,
     write_raw_export,
 )
-from hospfed.common.crypto import Passphrase, generate_key_file
+from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
 from hospfed.common.errors import DataError, IdentifierLeakError
-from hospfed.common.heart import HOSPITALS, load_hospital
-from hospfed.common.raw_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
-from hospfed.common.schema_file import dumps_schema, load_schema_file
-from hospfed.common.sealed import read_encrypted_frame
+from hospfed.common.schema import dumps_schema, load_schema
 
 
 def prepared(tmp_path, frame, name="site", **options):
@@ -79,7 +78,7 @@ def test_round_trip_gives_back_exactly_the_prepared_frame(tmp_path):
     raw = hospital_raw_export("hungary", seed=1)
     _, out, key = prepared(tmp_path, raw)
     again = open_prepared(out, key)
-    from hospfed.common.deid import deidentify_checked
+    from hospfed.client.deid import deidentify_checked
 
     expected, _ = deidentify_checked(
         read_raw_export(tmp_path / "site.csv", FED_HEART_RAW_SCHEMA),
@@ -156,7 +155,7 @@ def test_an_identifier_left_in_a_kept_column_fails_closed(tmp_path):
     )
     schema_path = tmp_path / "mine.json"
     schema_path.write_text(text)
-    schema = load_schema_file(schema_path)
+    schema = load_schema(schema_path)
     raw = hospital_raw_export("va").rename(columns={"state": "referral"})
     raw["referral"] = "clinic"
     raw.loc[17, "referral"] = "call dr at 562-555-0142"

@@ -41,7 +41,7 @@ def test_check_weights_rejects_wrong_shapes():
 
 
 def test_batches_visit_every_example_once_per_epoch():
-    plan = TrainPlan(0.1, local_steps=10, batch_size=5, seed=1)
+    plan = TrainPlan(learning_rate=0.1, local_steps=10, batch_size=5, seed=1)
     batches = batch_indices(25, plan)
     assert batches.shape == (10, 5)
     first, second = batches[:5].ravel(), batches[5:].ravel()
@@ -51,7 +51,9 @@ def test_batches_visit_every_example_once_per_epoch():
 
 
 def test_batches_larger_than_the_dataset_cycle():
-    batches = batch_indices(3, TrainPlan(0.1, local_steps=2, batch_size=4))
+    batches = batch_indices(
+        3, TrainPlan(learning_rate=0.1, local_steps=2, batch_size=4)
+    )
     assert batches.shape == (2, 4) and set(batches.ravel()) == {0, 1, 2}
 
 

@@ -72,8 +72,11 @@ def test_adaptive_server_learning_rates_differ_by_strategy():
 
 
 def test_the_run_schema_is_the_deidentified_form_of_a_named_or_file_schema(tmp_path):
-    from hospfed.common.raw_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
-    from hospfed.common.schema_file import dumps_schema
+    from hospfed.common.datasets.heart_schema import (
+        FED_HEART_RAW_SCHEMA,
+        FED_HEART_SCHEMA,
+    )
+    from hospfed.common.schema import dumps_schema
 
     default = RunConfig.from_mapping({})
     assert default.data_schema.fingerprint() == FED_HEART_SCHEMA.fingerprint()

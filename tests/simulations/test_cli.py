@@ -137,8 +137,8 @@ def test_pooled_reference_writes_a_results_directory(capsys, tmp_path):
 def test_a_schema_mismatch_stops_the_run_before_it_starts(
     capsys, monkeypatch, tmp_path
 ):
-    from hospfed.client import raw_export
-    from hospfed.common import heart
+    from hospfed.common.datasets import heart
+    from hospfed.common.datasets import heart_export as raw_export
 
     tables = {h: t.copy() for h, t in heart.load_clinical_tables().items()}
     tables["va"].loc[0, "age"] = 300

@@ -1,0 +1,50 @@
+"""Record-level differential privacy at the hospital: settings, accounting, ledger.
+
+- :mod:`~hospfed.client.privacy.settings`: the hospital's DP-SGD settings
+  (:class:`PrivacySettings`) and one round's instructions to a backend
+  (:class:`DpStep`).
+- :mod:`~hospfed.client.privacy.accounting`: mechanisms as frozen data
+  (:class:`DpMechanism`) and their epsilon (Rényi DP of the sampled
+  Gaussian mechanism, the same analysis as Opacus).
+- :mod:`~hospfed.client.privacy.ledger`: every mechanism the hospital ever
+  ran, persisted atomically under a lock.
+- :mod:`~hospfed.client.privacy.policy`: the round policy
+  (:class:`HospitalPrivacy`): what a round may cost, decided before training.
+"""
+
+from hospfed.client.privacy.accounting import (
+    DpMechanism,
+    epsilon_spent,
+    expected_batch_size,
+    noise_multiplier_for,
+    poisson_sample_rate,
+)
+from hospfed.client.privacy.ledger import (
+    LEDGER_FILE,
+    LedgerEntry,
+    PrivacyLedger,
+    load_ledger,
+)
+from hospfed.client.privacy.policy import HospitalPrivacy, PrivateRound
+from hospfed.client.privacy.settings import (
+    DpStep,
+    InsecureRandomnessWarning,
+    PrivacySettings,
+)
+
+__all__ = [
+    "LEDGER_FILE",
+    "DpMechanism",
+    "DpStep",
+    "HospitalPrivacy",
+    "InsecureRandomnessWarning",
+    "LedgerEntry",
+    "PrivacyLedger",
+    "PrivacySettings",
+    "PrivateRound",
+    "epsilon_spent",
+    "expected_batch_size",
+    "load_ledger",
+    "noise_multiplier_for",
+    "poisson_sample_rate",
+]

@@ -1,0 +1,65 @@
+"""Built-in federations, and the schemas ``--schema`` accepts by name.
+
+Fed-Heart-Disease is the one built in: the four real UCI centres with
+FLamby's protocol (:mod:`~hospfed.common.datasets.heart`), the contract of a
+hospital's raw export and what it de-identifies to
+(:mod:`~hospfed.common.datasets.heart_schema`), and synthetic identities
+joined onto the real rows for demo exports
+(:mod:`~hospfed.common.datasets.heart_export`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
+from hospfed.common.errors import ConfigError
+from hospfed.common.schema import DatasetSchema, load_schema
+
+__all__ = [
+    "BUILTIN_SCHEMAS",
+    "DEFAULT_RAW_SCHEMA",
+    "FED_HEART_RAW_SCHEMA",
+    "FED_HEART_SCHEMA",
+    "resolve_schema",
+]
+
+DEFAULT_RAW_SCHEMA = FED_HEART_RAW_SCHEMA.name
+"""The raw-export schema ``prepare`` uses when none is named."""
+
+BUILTIN_SCHEMAS: Mapping[str, DatasetSchema] = {
+    schema.name: schema for schema in (FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA)
+}
+"""Schemas ``--schema`` accepts by name."""
+
+
+def resolve_schema(name_or_path: str) -> DatasetSchema:
+    """Return a built-in schema by name, or read a schema file.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A name of :data:`BUILTIN_SCHEMAS` (such as ``"fed-heart-disease-raw"``)
+        or the path of a schema file.
+
+    Returns
+    -------
+    DatasetSchema
+        The contract.
+
+    Raises
+    ------
+    ConfigError
+        If it is neither a built-in name nor a readable, valid schema file.
+
+    """
+    if name_or_path in BUILTIN_SCHEMAS:
+        return BUILTIN_SCHEMAS[name_or_path]
+    path = Path(name_or_path)
+    if not path.exists():
+        raise ConfigError(
+            f"unknown schema {name_or_path!r}: not a built-in schema "
+            f"({', '.join(BUILTIN_SCHEMAS)}) and no such file"
+        )
+    return load_schema(path)
