@@ -115,7 +115,7 @@ class HospitalClient(NumPyClient):
     def _backend(
         self, config: Mapping[str, Scalar], parameters: NDArrays
     ) -> TrainingBackend:
-        self.dataset.check_schema(decode_schema(config))
+        self.dataset.schema.check_matches(decode_schema(config))
         spec = decode_spec(config)
         if spec.input_dim != self.data.num_features:
             raise ConfigError(
@@ -140,12 +140,13 @@ class HospitalClient(NumPyClient):
             metrics[Key.TRAIN_LOSS] = loss
         else:
             authorised = self.privacy.authorise(
-                plan, num_examples=len(self.data.y_train), server_round=server_round
+                plan,
+                num_examples=len(self.data.y_train),
+                run=self.run,
+                server_round=server_round,
             )
             backend.train(self.data.x_train, self.data.y_train, plan, authorised.step)
-            metrics[Key.EPSILON] = self.privacy.record(
-                authorised, run=self.run, server_round=server_round
-            )
+            metrics[Key.EPSILON] = authorised.epsilon_after
         return backend.get_weights(), len(self.data.y_train), whitelisted(metrics)
 
     def evaluate(

@@ -5,9 +5,10 @@ The data steward's tools: ``keygen`` makes the hospital's data key;
 real Fed-Heart-Disease rows); ``prepare`` turns a raw export into an
 encrypted, de-identified dataset; ``inspect`` shows what a prepared dataset
 holds without showing any patient value; ``check`` loads it the way the
-training client will; ``budget`` prints the privacy budget spent and
-remaining, from the hospital's ledger; ``hospitals`` lists the embedded
-federation.
+training client will; ``budget show`` prints the privacy budget spent and
+remaining, from the hospital's ledger, ``budget init`` fixes the lifetime
+budget and ``budget raise`` raises it with a recorded reason; ``hospitals``
+lists the embedded federation.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from hospfed.client.data import NodeSettings, load_hospital_data, open_prepared
 from hospfed.client.prepare import prepare_export
-from hospfed.client.privacy import load_ledger
+from hospfed.client.privacy import PrivacyLedger, ledger_lock, load_ledger
 from hospfed.client.vault import (
     KeySource,
     Passphrase,
@@ -180,13 +181,19 @@ def check(
     Console().print(table)
 
 
-@app.command()
-def budget(
-    state_dir: Annotated[
-        Path,
-        typer.Option(help="The client's state directory (node config 'state-dir')."),
-    ],
-) -> None:
+budget_app = typer.Typer(
+    help="The hospital's lifetime privacy budget: show, init, raise.",
+    no_args_is_help=True,
+)
+app.add_typer(budget_app, name="budget")
+StateDirOption = Annotated[
+    Path,
+    typer.Option(help="The client's state directory (node config 'state-dir')."),
+]
+
+
+@budget_app.command("show")
+def budget_show(state_dir: StateDirOption) -> None:
     """Print the privacy budget spent and remaining, from the ledger."""
     ledger = load_ledger(state_dir)
     spent = ledger.spent()
@@ -202,16 +209,52 @@ def budget(
     table.add_row("runs", str(len(runs)))
     if ledger.entries:
         last = ledger.entries[-1]
-        when = datetime.fromtimestamp(last.recorded_at, UTC).isoformat(
-            timespec="seconds"
+        table.add_row(
+            "last round",
+            f"{last.run} round {last.server_round} ({_when(last.recorded_at)})",
         )
-        table.add_row("last round", f"{last.run} round {last.server_round} ({when})")
         table.add_row(
             "noise multiplier (last)", f"{last.mechanism.noise_multiplier:.4g}"
         )
         table.add_row("clip norm (last)", f"{last.clip_norm:g}")
+    for change in ledger.budget_changes:
+        table.add_row(
+            f"raised {_when(change.changed_at)}",
+            f"{change.previous:g} -> {change.epsilon:g}: {change.reason}",
+        )
     table.add_row("accountant", "RDP (Opacus's analysis), Poisson-sampled Gaussian")
     Console().print(table)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+@budget_app.command("init")
+def budget_init(
+    state_dir: StateDirOption,
+    epsilon: Annotated[float, typer.Option(help="The lifetime epsilon budget.")],
+    delta: Annotated[float, typer.Option(help="The delta it is spent at.")] = 1e-3,
+) -> None:
+    """Fix the lifetime budget before the first DP run (once per dataset)."""
+    ledger = PrivacyLedger.init(state_dir, epsilon=epsilon, delta=delta)
+    print(f"lifetime budget epsilon {epsilon:g} (delta {delta:g}) in {ledger.path}")
+
+
+@budget_app.command("raise")
+def budget_raise(
+    state_dir: StateDirOption,
+    epsilon: Annotated[float, typer.Option(help="The new lifetime epsilon budget.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the ledger).")],
+) -> None:
+    """Raise the lifetime budget; the ledger records when and why."""
+    with ledger_lock(state_dir):
+        ledger = load_ledger(state_dir)
+        change = ledger.raise_budget(epsilon, reason=reason)
+    print(
+        f"lifetime budget raised from epsilon {change.previous:g} to "
+        f"{change.epsilon:g} in {ledger.path}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

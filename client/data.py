@@ -176,40 +176,16 @@ class HospitalDataset:
     data: HospitalData
     schema: DatasetSchema
 
-    def check_schema(self, run_schema: DatasetSchema) -> None:
-        """Refuse to train unless the data was prepared under the run's schema.
-
-        Raises
-        ------
-        SchemaError
-            Naming the first column that differs.
-
-        """
-        difference = self.schema.describe_difference(run_schema)
-        if difference is not None:
-            raise SchemaError(
-                f"{self.data.hospital}: this hospital's data does not match the "
-                f"run's schema: {difference}"
-            )
-
 
 def load_hospital_data(settings: NodeSettings) -> HospitalDataset:
     """Load the prepared dataset named by ``settings`` (cached per process)."""
-    return _load(
-        settings.hospital, settings.data, settings.key_file, settings.passphrase_env
-    )
+    return _load(settings)
 
 
 @functools.cache
-def _load(
-    hospital: str, data: Path, key_file: Path | None, passphrase_env: str | None
-) -> HospitalDataset:
-    key: KeySource = (
-        load_key(key_file)
-        if key_file is not None
-        else Passphrase.from_env(str(passphrase_env))
-    )
-    prepared = open_prepared(data, key)
+def _load(settings: NodeSettings) -> HospitalDataset:
+    data = settings.data
+    prepared = open_prepared(data, settings.key())
     missing = [c for c in CLINICAL_COLUMNS if c not in prepared.frame.columns]
     if missing:
         raise SchemaError(
@@ -217,4 +193,4 @@ def _load(
             f"{missing}, which this dataset does not have"
         )
     table = prepared.frame[list(CLINICAL_COLUMNS)].astype("float64")
-    return HospitalDataset(prepare_hospital(hospital, table), prepared.schema)
+    return HospitalDataset(prepare_hospital(settings.hospital, table), prepared.schema)

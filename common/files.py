@@ -2,7 +2,8 @@
 
 Every file hospfed writes goes through :func:`atomic_write` or
 :func:`atomic_write_many` (temporary file in the same directory, fsync,
-``os.replace``), so a crash or an error never leaves a half-written file.
+``os.replace``, fsync of the directory), so a crash or an error never leaves
+a half-written file, and a write that returned survives a power loss.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)  # the rename itself survives a crash
 
 
 def create_new(path: Path, data: bytes, *, mode: int = 0o600) -> None:

@@ -155,12 +155,6 @@ def heart_nodes(
             f"unknown backend {backend!r}; allowed: {', '.join(SIM_BACKENDS)}"
         )
     half = len(sites) // 2
-
-    def backend_of(index: int) -> str:
-        if backend != "mixed":
-            return backend
-        return "keras" if index < half else "torch"
-
     return [
         NodeSettings(
             hospital=site.hospital,

@@ -21,8 +21,10 @@ from hospfed.client.privacy.accounting import (
 )
 from hospfed.client.privacy.ledger import (
     LEDGER_FILE,
+    BudgetChange,
     LedgerEntry,
     PrivacyLedger,
+    ledger_lock,
     load_ledger,
 )
 from hospfed.client.privacy.policy import HospitalPrivacy, PrivateRound
@@ -34,6 +36,7 @@ from hospfed.client.privacy.settings import (
 
 __all__ = [
     "LEDGER_FILE",
+    "BudgetChange",
     "DpMechanism",
     "DpStep",
     "HospitalPrivacy",
@@ -44,6 +47,7 @@ __all__ = [
     "PrivateRound",
     "epsilon_spent",
     "expected_batch_size",
+    "ledger_lock",
     "load_ledger",
     "noise_multiplier_for",
     "poisson_sample_rate",

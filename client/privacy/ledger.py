@@ -1,13 +1,27 @@
 """The hospital's privacy ledger: every DP-SGD mechanism it ever ran.
 
 The ledger is the hospital's auditable privacy claim. Each entry is one
-round's :class:`~hospfed.client.privacy.accounting.DpMechanism` (noise multiplier,
-sample rate, steps) with the run and round it served, so the epsilon spent
-can always be recomputed from it. It is JSON (never pickle), written
-atomically after every round, and bound to one dataset: a ledger for other
-data, or a ledger that cannot be read, raises :class:`LedgerError` rather
-than quietly becoming an empty one. Restarting the client or starting a
-new run therefore never resets the epsilon spent.
+round's :class:`~hospfed.client.privacy.accounting.DpMechanism` (noise
+multiplier, sample rate, steps) with the run and round it served, so the
+epsilon spent can always be recomputed from it. It is JSON (never pickle),
+written atomically (temporary file, fsync, rename, fsync of the directory),
+and bound to one dataset and one delta: a ledger for other data, or one that
+cannot be read, raises :class:`~hospfed.common.errors.LedgerError` rather
+than quietly becoming an empty one.
+
+The lifetime budget is the data steward's decision, made once: by
+``hospfed-client budget init`` or by the first DP run, which records the
+epsilon it was started with. A later run cannot raise it (a larger epsilon
+in the node config is refused); only :meth:`PrivacyLedger.raise_budget`
+(``hospfed-client budget raise``) can, and the ledger keeps each raise with
+its reason. A round's spending is *reserved* before it trains, under an
+exclusive lock on the state directory (:func:`ledger_lock`), in one
+read-check-append-write step, so two processes on one state directory can
+never both spend the same budget. A reserved round that then fails still
+counts: the ledger may overstate what was spent, never understate it.
+
+Format version 2 adds ``budget-changes`` to version 1; version 1 files are
+read (no changes recorded) and rewritten as version 2 on the next write.
 """
 
 from __future__ import annotations
@@ -16,17 +30,54 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hospfed.client.privacy.accounting import DpMechanism, epsilon_spent
+import filelock
+
+from hospfed.client.privacy.accounting import (
+    DpMechanism,
+    check_epsilon,
+    epsilon_spent,
+)
 from hospfed.common.errors import LedgerError, PrivacyBudgetError
 from hospfed.common.files import atomic_write
 
 LEDGER_FORMAT = "hospfed-privacy-ledger"
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 LEDGER_FILE = "privacy-ledger.json"
+LOCK_FILE = "privacy-ledger.lock"
+LOCK_TIMEOUT_SECONDS = 120.0
+UNBOUND = ""
+"""The dataset of a ledger made by ``budget init``, before its first round."""
+_BUDGET_SLACK = 1e-12
+
+
+@contextmanager
+def ledger_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the exclusive lock on the ledger in ``state_dir`` (between processes).
+
+    Raises
+    ------
+    LedgerError
+        If another process holds it for longer than two minutes.
+
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = filelock.FileLock(state_dir / LOCK_FILE, mode=0o600)
+    try:
+        with lock.acquire(timeout=LOCK_TIMEOUT_SECONDS):
+            yield
+    except filelock.Timeout:
+        raise LedgerError(
+            f"privacy ledger in {state_dir} is locked by another process for over "
+            f"{LOCK_TIMEOUT_SECONDS:g} s; is another client using this state "
+            "directory?"
+        ) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +95,7 @@ class LedgerEntry:
     clip_norm : float
         Per-example gradient bound used.
     recorded_at : float
-        Unix time the entry was written.
+        Unix time the round was reserved (before it trained).
 
     """
 
@@ -82,6 +133,48 @@ class LedgerEntry:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class BudgetChange:
+    """A raise of the lifetime budget, decided by the data steward.
+
+    Parameters
+    ----------
+    epsilon : float
+        The new lifetime budget.
+    previous : float
+        The budget before.
+    reason : str
+        Why, as the steward wrote it.
+    changed_at : float
+        Unix time.
+
+    """
+
+    epsilon: float
+    previous: float
+    reason: str
+    changed_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the change as JSON-ready data."""
+        return {
+            "epsilon": self.epsilon,
+            "previous": self.previous,
+            "reason": self.reason,
+            "changed-at": self.changed_at,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> BudgetChange:
+        """Read a change; raises KeyError/TypeError/ValueError when malformed."""
+        return cls(
+            epsilon=float(raw["epsilon"]),
+            previous=float(raw["previous"]),
+            reason=str(raw["reason"]),
+            changed_at=float(raw["changed-at"]),
+        )
+
+
 @dataclass(kw_only=True)
 class PrivacyLedger:
     """The persisted DP history of one hospital's dataset.
@@ -91,13 +184,16 @@ class PrivacyLedger:
     path : Path
         The ledger file.
     dataset : str
-        Fingerprint of the training data the ledger accounts for.
+        Fingerprint of the training data the ledger accounts for
+        (:data:`UNBOUND` until the first round of a ledger made by ``init``).
     delta : float
         The delta at which epsilon is reported.
     epsilon_budget : float
-        The hospital's total epsilon.
+        The hospital's lifetime epsilon.
     entries : list of LedgerEntry
         History, oldest first.
+    budget_changes : list of BudgetChange
+        Every raise of the lifetime budget, oldest first.
 
     """
 
@@ -106,6 +202,31 @@ class PrivacyLedger:
     delta: float
     epsilon_budget: float
     entries: list[LedgerEntry] = field(default_factory=list)
+    budget_changes: list[BudgetChange] = field(default_factory=list)
+
+    @classmethod
+    def init(cls, state_dir: Path, *, epsilon: float, delta: float) -> PrivacyLedger:
+        """Fix a hospital's lifetime budget before its first DP round.
+
+        Raises
+        ------
+        LedgerError
+            If ``state_dir`` already has a ledger (use :meth:`raise_budget`).
+
+        """
+        check_epsilon(epsilon)
+        with ledger_lock(state_dir):
+            path = state_dir / LEDGER_FILE
+            if path.exists():
+                raise LedgerError(
+                    f"{path} already exists: the lifetime budget is fixed; use "
+                    "'hospfed-client budget raise' to raise it"
+                )
+            ledger = cls(
+                path=path, dataset=UNBOUND, delta=delta, epsilon_budget=epsilon
+            )
+            ledger.save()
+        return ledger
 
     @classmethod
     def open(
@@ -113,21 +234,28 @@ class PrivacyLedger:
     ) -> PrivacyLedger:
         """Load the ledger in ``state_dir``, or start one if there is none.
 
+        Callers that change the ledger hold :func:`ledger_lock` around this
+        and the write.
+
         Parameters
         ----------
         state_dir : Path
             The hospital's state directory (created if missing, mode 0700).
         dataset : str
             Fingerprint of the data this client trains on.
-        delta, epsilon_budget : float
-            The hospital's budget. A stored ledger keeps its own delta; a
-            different one is refused, since epsilons at two deltas do not add.
+        delta : float
+            A stored ledger keeps its own delta; a different one is refused,
+            since epsilons at two deltas do not add.
+        epsilon_budget : float
+            The epsilon this run was started with. A new ledger records it as
+            the lifetime budget; a stored ledger's budget stands, and a
+            larger request is refused.
 
         Raises
         ------
         LedgerError
-            If the file is unreadable, malformed, for another dataset or
-            for another delta.
+            If the file is unreadable, malformed, for another dataset, for
+            another delta, or the request exceeds the lifetime budget.
 
         """
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -139,20 +267,31 @@ class PrivacyLedger:
             ledger.save()
             return ledger
         stored = _read(path)
-        if stored.dataset != dataset:
+        stored._check_fits(dataset=dataset, delta=delta, epsilon=epsilon_budget)
+        if stored.dataset == UNBOUND:
+            stored.dataset = dataset
+        return stored
+
+    def _check_fits(self, *, dataset: str, delta: float, epsilon: float) -> None:
+        if self.dataset not in (UNBOUND, dataset):
             raise LedgerError(
-                f"privacy ledger {path} belongs to other data (dataset "
-                f"{stored.dataset[:12]}, this client trains on {dataset[:12]}); "
+                f"privacy ledger {self.path} belongs to other data (dataset "
+                f"{self.dataset[:12]}, this client trains on {dataset[:12]}); "
                 "use a separate state directory per dataset"
             )
-        if stored.delta != delta:
+        if self.delta != delta:
             raise LedgerError(
-                f"privacy ledger {path} accounts at delta {stored.delta:g} but "
+                f"privacy ledger {self.path} accounts at delta {self.delta:g} but "
                 f"the node config asks for {delta:g}; keep delta fixed for a "
                 "dataset's life"
             )
-        stored.epsilon_budget = epsilon_budget
-        return stored
+        if epsilon > self.epsilon_budget * (1 + _BUDGET_SLACK):
+            raise LedgerError(
+                f"this hospital's lifetime privacy budget is epsilon "
+                f"{self.epsilon_budget:g} ({self.path}); a run cannot raise it to "
+                f"{epsilon:g}. The data steward can: hospfed-client budget raise "
+                f"--state-dir {self.path.parent} --epsilon {epsilon:g} --reason TEXT"
+            )
 
     @property
     def history(self) -> list[DpMechanism]:
@@ -167,8 +306,19 @@ class PrivacyLedger:
         """Epsilon left before the budget is reached (never below 0)."""
         return max(0.0, self.epsilon_budget - self.spent())
 
-    def authorise(self, mechanism: DpMechanism, *, server_round: int) -> float:
+    def authorise(
+        self, mechanism: DpMechanism, *, server_round: int, cap: float | None = None
+    ) -> float:
         """Check a round fits the budget; return the epsilon it would leave spent.
+
+        Parameters
+        ----------
+        mechanism : DpMechanism
+            The round to run.
+        server_round : int
+            Its round number (for the message).
+        cap : float, optional
+            A run's own limit below the lifetime budget.
 
         Raises
         ------
@@ -176,25 +326,41 @@ class PrivacyLedger:
             If running ``mechanism`` would push spending past the budget.
 
         """
+        budget = self.epsilon_budget if cap is None else min(cap, self.epsilon_budget)
         after = epsilon_spent([*self.history, mechanism], self.delta)
-        if after > self.epsilon_budget or math.isnan(after):
+        if after > budget or math.isnan(after):
             raise PrivacyBudgetError(
                 f"privacy budget: round {server_round} would raise epsilon from "
                 f"{self.spent():.3f} to {after:.3f}, over this hospital's budget "
-                f"of {self.epsilon_budget:g} (delta {self.delta:g}); it declines "
-                "the round"
+                f"of {budget:g} (delta {self.delta:g}); it declines the round"
             )
         return after
 
-    def record(
+    def reserve(
         self,
         mechanism: DpMechanism,
         *,
         run: str,
         server_round: int,
         clip_norm: float,
-    ) -> None:
-        """Append a round and persist the ledger atomically before returning."""
+        cap: float | None = None,
+    ) -> float:
+        """Authorise a round and record it, persisted before returning.
+
+        Hold :func:`ledger_lock` from reading the ledger to this call.
+
+        Returns
+        -------
+        float
+            The epsilon spent once the round has run.
+
+        Raises
+        ------
+        PrivacyBudgetError
+            If the round does not fit; nothing is recorded.
+
+        """
+        after = self.authorise(mechanism, server_round=server_round, cap=cap)
         entry = LedgerEntry(
             mechanism=mechanism,
             run=run,
@@ -208,6 +374,37 @@ class PrivacyLedger:
         except BaseException:
             self.entries.pop()
             raise
+        return after
+
+    def raise_budget(self, epsilon: float, *, reason: str) -> BudgetChange:
+        """Raise the lifetime budget and record why (the data steward's act).
+
+        Hold :func:`ledger_lock` from reading the ledger to this call.
+
+        Raises
+        ------
+        LedgerError
+            If ``epsilon`` is not above the current budget or no reason is given.
+
+        """
+        check_epsilon(epsilon)
+        if not reason.strip():
+            raise LedgerError("a budget raise needs a reason (--reason TEXT)")
+        if epsilon <= self.epsilon_budget:
+            raise LedgerError(
+                f"the lifetime budget is already epsilon {self.epsilon_budget:g}; "
+                f"{epsilon:g} is not a raise (the budget never goes down)"
+            )
+        change = BudgetChange(
+            epsilon=epsilon,
+            previous=self.epsilon_budget,
+            reason=reason.strip(),
+            changed_at=time.time(),
+        )
+        self.budget_changes.append(change)
+        self.epsilon_budget = epsilon
+        self.save()
+        return change
 
     def save(self) -> None:
         """Write the ledger atomically (mode 0600)."""
@@ -218,6 +415,7 @@ class PrivacyLedger:
             "delta": self.delta,
             "epsilon-budget": self.epsilon_budget,
             "accountant": "rdp (opacus.accountants.analysis.rdp)",
+            "budget-changes": [change.to_json() for change in self.budget_changes],
             "entries": [entry.to_json() for entry in self.entries],
         }
         data = (json.dumps(document, indent=2) + "\n").encode()
@@ -234,10 +432,10 @@ def _read(path: Path) -> PrivacyLedger:
         ) from exc
     if not isinstance(document, dict) or document.get("format") != LEDGER_FORMAT:
         raise LedgerError(f"{path} is not a hospfed privacy ledger")
-    if document.get("version") != LEDGER_VERSION:
+    if document.get("version") not in READABLE_VERSIONS:
         raise LedgerError(
             f"privacy ledger {path} has version {document.get('version')!r}; "
-            f"this hospfed reads version {LEDGER_VERSION}"
+            f"this hospfed reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     try:
         return PrivacyLedger(
@@ -246,6 +444,10 @@ def _read(path: Path) -> PrivacyLedger:
             delta=float(document["delta"]),
             epsilon_budget=float(document["epsilon-budget"]),
             entries=[LedgerEntry.from_json(raw) for raw in document["entries"]],
+            budget_changes=[
+                BudgetChange.from_json(raw)
+                for raw in document.get("budget-changes", [])
+            ],
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LedgerError(
@@ -268,8 +470,5 @@ def find_ledger(state_dir: Path) -> Path:
 
 
 def load_ledger(state_dir: Path) -> PrivacyLedger:
-    """Read an existing ledger for reporting (``hospfed-client budget``).
-
-    Its budget is the one the client last ran with.
-    """
+    """Read an existing ledger for reporting (``hospfed-client budget``)."""
     return _read(find_ledger(state_dir))

@@ -17,11 +17,13 @@ from pathlib import Path
 
 from hospfed.client.privacy.accounting import (
     DpMechanism,
+    epsilon_spent,
     noise_multiplier_for,
     poisson_sample_rate,
 )
-from hospfed.client.privacy.ledger import PrivacyLedger
+from hospfed.client.privacy.ledger import PrivacyLedger, ledger_lock
 from hospfed.client.privacy.settings import DpStep, PrivacySettings
+from hospfed.common.errors import PrivacyBudgetError
 from hospfed.common.training import TrainPlan
 
 logger = logging.getLogger(__name__)
@@ -54,7 +56,9 @@ class HospitalPrivacy:
     settings: PrivacySettings
     state_dir: Path
     dataset: str
-    _noise: dict[tuple[float, int], float] = field(default_factory=dict)
+    _noise: dict[tuple[float, int, str, int, float], float] = field(
+        default_factory=dict
+    )
 
     def ledger(self) -> PrivacyLedger:
         """Open the ledger (re-read every time: the file is the truth)."""
@@ -66,22 +70,45 @@ class HospitalPrivacy:
         )
 
     def authorise(
-        self, plan: TrainPlan, *, num_examples: int, server_round: int
+        self, plan: TrainPlan, *, num_examples: int, run: str, server_round: int
     ) -> PrivateRound:
-        """Decide whether this round fits the budget.
+        """Reserve this round's spending in the ledger, or refuse it.
+
+        Reading the ledger, deriving the noise, checking the budget and
+        recording the round happen under the ledger's lock, as one step: two
+        processes on one state directory cannot both spend the same budget.
+        The round is recorded before it trains; one that then fails still
+        counts (the ledger never understates what was spent).
 
         Raises
         ------
         PrivacyBudgetError
-            If it does not; nothing has been trained or recorded.
+            If it does not fit; nothing has been trained or recorded.
 
         """
         sample_rate = poisson_sample_rate(num_examples, plan.batch_size)
-        noise = self.noise_multiplier(sample_rate, plan.local_steps)
-        mechanism = DpMechanism(
-            noise_multiplier=noise, sample_rate=sample_rate, steps=plan.local_steps
+        with ledger_lock(self.state_dir):
+            ledger = self.ledger()
+            noise = self.noise_multiplier(
+                sample_rate, plan.local_steps, ledger=ledger, run=run
+            )
+            mechanism = DpMechanism(
+                noise_multiplier=noise, sample_rate=sample_rate, steps=plan.local_steps
+            )
+            after = ledger.reserve(
+                mechanism,
+                run=run,
+                server_round=server_round,
+                clip_norm=self.settings.clip_norm,
+                cap=self.settings.epsilon,
+            )
+        logger.info(
+            "privacy: round %s reserved; epsilon %.3f of %g (delta %g)",
+            server_round,
+            after,
+            min(self.settings.epsilon, ledger.epsilon_budget),
+            self.settings.delta,
         )
-        after = self.ledger().authorise(mechanism, server_round=server_round)
         step = DpStep(
             noise_multiplier=noise,
             clip_norm=self.settings.clip_norm,
@@ -90,35 +117,40 @@ class HospitalPrivacy:
         )
         return PrivateRound(step=step, mechanism=mechanism, epsilon_after=after)
 
-    def record(self, authorised: PrivateRound, *, run: str, server_round: int) -> float:
-        """Persist an authorised round that ran; return the epsilon spent."""
-        ledger = self.ledger()
-        ledger.record(
-            authorised.mechanism,
-            run=run,
-            server_round=server_round,
-            clip_norm=authorised.step.clip_norm,
-        )
-        spent = ledger.spent()
-        logger.info(
-            "privacy: round %s spent; epsilon %.3f of %g (delta %g)",
-            server_round,
-            spent,
-            self.settings.epsilon,
-            self.settings.delta,
-        )
-        return spent
+    def noise_multiplier(
+        self, sample_rate: float, local_steps: int, *, ledger: PrivacyLedger, run: str
+    ) -> float:
+        """The configured noise, or the noise derived from the budget that remains.
 
-    def noise_multiplier(self, sample_rate: float, local_steps: int) -> float:
-        """The configured noise, or the noise derived for ``dp-rounds`` rounds."""
+        Derived noise is the smallest that lets ``dp-rounds`` rounds of this
+        plan in run ``run`` fit, on top of everything spent before the run
+        began (the ledger's entries of other runs), in the smaller of the
+        run's epsilon and the lifetime budget. It depends only on the ledger,
+        so every message of a run derives the same noise.
+
+        Raises
+        ------
+        PrivacyBudgetError
+            If earlier runs have already spent the budget.
+
+        """
         if self.settings.noise_multiplier is not None:
             return self.settings.noise_multiplier
-        key = (sample_rate, local_steps)
+        before = [e.mechanism for e in ledger.entries if e.run != run]
+        budget = min(self.settings.epsilon, ledger.epsilon_budget)
+        key = (sample_rate, local_steps, run, len(before), budget)
         if key not in self._noise:
+            spent = epsilon_spent(before, ledger.delta)
+            if spent >= budget:
+                raise PrivacyBudgetError(
+                    f"privacy budget: epsilon {spent:.3f} of {budget:g} was spent "
+                    f"before run {run}; this hospital declines it"
+                )
             self._noise[key] = noise_multiplier_for(
-                epsilon=self.settings.epsilon,
-                delta=self.settings.delta,
+                epsilon=budget,
+                delta=ledger.delta,
                 sample_rate=sample_rate,
                 steps=local_steps * self.settings.planned_rounds,
+                history=before,
             )
         return self._noise[key]

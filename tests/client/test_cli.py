@@ -17,13 +17,13 @@ def run(capsys, *argv):
 def test_budget_prints_spent_and_remaining(tmp_path, capsys):
     ledger = PrivacyLedger.open(tmp_path, dataset="d", delta=1e-3, epsilon_budget=3.0)
     for server_round in (1, 2):
-        ledger.record(
+        ledger.reserve(
             DpMechanism(noise_multiplier=1.2, sample_rate=0.02, steps=100),
             run="7",
             server_round=server_round,
             clip_norm=1,
         )
-    code, out, _ = run(capsys, "budget", "--state-dir", str(tmp_path))
+    code, out, _ = run(capsys, "budget", "show", "--state-dir", str(tmp_path))
     assert code == 0
     spent = ledger.spent()
     assert f"{spent:.4f}" in out and f"{3.0 - spent:.4f}" in out
@@ -31,7 +31,7 @@ def test_budget_prints_spent_and_remaining(tmp_path, capsys):
 
 
 def test_budget_without_a_ledger_is_a_clear_error(tmp_path, capsys):
-    code, _, err = run(capsys, "budget", "--state-dir", str(tmp_path))
+    code, _, err = run(capsys, "budget", "show", "--state-dir", str(tmp_path))
     assert code == 2
     assert err.strip() == (
         f"hospfed-client: error: no privacy ledger in {tmp_path}: the client has "
@@ -41,7 +41,7 @@ def test_budget_without_a_ledger_is_a_clear_error(tmp_path, capsys):
 
 def test_budget_with_a_corrupt_ledger_never_reports_zero(tmp_path, capsys):
     (tmp_path / LEDGER_FILE).write_text("{")
-    code, out, err = run(capsys, "budget", "--state-dir", str(tmp_path))
+    code, out, err = run(capsys, "budget", "show", "--state-dir", str(tmp_path))
     assert code == 2 and "cannot be read" in err and "restore it from backup" in err
     assert "epsilon spent" not in out
 
