@@ -1,6 +1,7 @@
 """``prepare``: a raw hospital export in, one encrypted de-identified dataset out.
 
-Each step is one function, in the order of DESIGN.md's data path:
+Each step is one function, in the order of the data path in
+docs/architecture.md:
 :func:`read_raw_export` (pandas and pyarrow, typed by the schema), the schema
 contract check, Safe Harbor de-identification and the residual-identifier
 scan (:func:`~hospfed.client.deid.pipeline.deidentify_checked`, which fails closed),

@@ -88,7 +88,7 @@ def initial_weights(spec: ModelSpec, seed: int) -> Weights:
 
     Kernel and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)). FLamby's reference
     numbers use PyTorch models; with Keras's Glorot default FedAvg on
-    Fed-Heart-Disease ends about 0.06 lower (see DESIGN.md).
+    Fed-Heart-Disease ends about 0.06 lower (see the README's measured results).
 
     Parameters
     ----------
