@@ -35,10 +35,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hospfed.client.vault import (
     DEFAULT_CHUNK_SIZE,
     DataKey,
-    _seal,
-    _unseal,
     encrypt_file,
 )
+from hospfed.client.vault.sealed import _seal, _unseal
 
 
 def best_seconds(

@@ -73,7 +73,8 @@ def seal_ratio(work: Path, repeats: int = 5) -> tuple[float, float, float]:
     """MiB/s of hospfed sealing vs raw AES-GCM on the prepared Parquet bytes."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from hospfed.client.vault import DEFAULT_CHUNK_SIZE, _seal, load_key, open_encrypted
+    from hospfed.client.vault import DEFAULT_CHUNK_SIZE, load_key, open_encrypted
+    from hospfed.client.vault.sealed import _seal
 
     key = load_key(work / "site.key")
     plaintext = open_encrypted(work / "site.hfd", key)

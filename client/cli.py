@@ -28,9 +28,8 @@ from hospfed.client.prepare import prepare_export
 from hospfed.client.privacy import PrivacyLedger, ledger_lock, load_ledger
 from hospfed.client.vault import (
     KeySource,
-    Passphrase,
     generate_key_file,
-    load_key,
+    open_key_source,
     read_header,
 )
 from hospfed.common.cli import make_app, run_app
@@ -58,12 +57,9 @@ PassphraseOption = Annotated[
 
 def key_source(key: Path | None, passphrase_env: str | None) -> KeySource:
     """The key file or the passphrase; exactly one must be given."""
-    if (key is None) == (passphrase_env is None):
-        raise ConfigError("give exactly one of --key FILE or --passphrase-env VAR")
-    if key is not None:
-        return load_key(key)
-    assert passphrase_env is not None
-    return Passphrase.from_env(passphrase_env)
+    return open_key_source(
+        key, passphrase_env, names=("--key FILE", "--passphrase-env VAR")
+    )
 
 
 @app.command()

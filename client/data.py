@@ -22,7 +22,12 @@ import pandas as pd
 
 from hospfed.client.backends import BACKENDS
 from hospfed.client.privacy import PrivacySettings
-from hospfed.client.vault import KeySource, Passphrase, load_key, read_encrypted_frame
+from hospfed.client.vault import (
+    KeySource,
+    check_one_key,
+    open_key_source,
+    read_encrypted_frame,
+)
 from hospfed.common.config import get_choice
 from hospfed.common.datasets.heart import (
     CLINICAL_COLUMNS,
@@ -41,6 +46,9 @@ class Meta:
     PREPARED_AT = "prepared-at"
     REPORT = "deid-report"
     SOURCE = "source"
+
+
+_KEY_NAMES = ("'key-file'", "'passphrase-env'")  # node config keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,11 +84,7 @@ class NodeSettings:
     state_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if (self.key_file is None) == (self.passphrase_env is None):
-            raise ConfigError(
-                "node config must give exactly one of 'key-file' (the hospital's "
-                "key file) or 'passphrase-env' (a variable holding the passphrase)"
-            )
+        check_one_key(self.key_file, self.passphrase_env, names=_KEY_NAMES)
         if self.privacy is not None and self.state_dir is None:
             raise ConfigError(
                 "node config sets 'epsilon' but no 'state-dir': DP needs a "
@@ -89,10 +93,7 @@ class NodeSettings:
 
     def key(self) -> KeySource:
         """Load the key file, or read the passphrase from the environment."""
-        if self.key_file is not None:
-            return load_key(self.key_file)
-        assert self.passphrase_env is not None
-        return Passphrase.from_env(self.passphrase_env)
+        return open_key_source(self.key_file, self.passphrase_env, names=_KEY_NAMES)
 
     @classmethod
     def from_mapping(cls, node_config: Mapping[str, Any]) -> NodeSettings:

@@ -4,8 +4,8 @@ Each step is one function, in the order of the data path in
 docs/architecture.md:
 :func:`read_raw_export` (pandas and pyarrow, typed by the schema), the schema
 contract check, Safe Harbor de-identification and the residual-identifier
-scan (:func:`~hospfed.client.deid.pipeline.deidentify_checked`, which fails closed),
-then :func:`~hospfed.client.vault.sealed.write_encrypted_frame` (AES-256-GCM,
+scan (:func:`~hospfed.client.deid.deidentify_checked`, which fails closed),
+then :func:`~hospfed.client.vault.write_encrypted_frame` (AES-256-GCM,
 written atomically). Nothing is written unless every step succeeded, and no
 plaintext ever touches the disk. The prepared file carries the schema it was
 prepared under (its JSON and fingerprint) so that a training run can check

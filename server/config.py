@@ -24,6 +24,7 @@ from hospfed.common.config import (
 )
 from hospfed.common.datasets import DEFAULT_RAW_SCHEMA, resolve_schema
 from hospfed.common.datasets.heart import FEATURES
+from hospfed.common.errors import ConfigError
 from hospfed.common.model import ACTIVATIONS, ModelSpec
 from hospfed.common.schema import DatasetSchema
 from hospfed.common.training import TrainPlan
@@ -36,6 +37,29 @@ DEFAULT_CLIENT_LR = {"fedavg": 0.001, "fedprox": 0.001}
 DEFAULT_ADAPTIVE_CLIENT_LR = 0.003162
 DEFAULT_PROXIMAL_MU = 0.1
 DEFAULT_SERVER_LR = {"fedyogi": 0.01, "fedadam": 0.03, "fedadagrad": 0.1}
+
+
+RUN_CONFIG_KEYS: tuple[str, ...] = (
+    "num-rounds",
+    "strategy",
+    "min-hospitals",
+    "learning-rate",
+    "local-steps",
+    "batch-size",
+    "proximal-mu",
+    "server-learning-rate",
+    "beta-1",
+    "beta-2",
+    "tau",
+    "model-input-dim",
+    "model-hidden",
+    "model-activation",
+    "seed",
+    "out-dir",
+    "schema",
+)
+"""Every key a run config may hold; any other is refused (a typo must not be
+silently ignored)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +120,12 @@ class RunConfig:
             Naming the key, the bad value and what is allowed.
 
         """
+        unknown = sorted(set(config) - set(RUN_CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"unknown run-config key {unknown[0]!r}; allowed: "
+                f"{', '.join(RUN_CONFIG_KEYS)}"
+            )
         strategy = get_choice(config, "strategy", "fedavg", STRATEGIES)
         default_lr = DEFAULT_CLIENT_LR.get(strategy, DEFAULT_ADAPTIVE_CLIENT_LR)
         mu_default = DEFAULT_PROXIMAL_MU if strategy == "fedprox" else 0.0

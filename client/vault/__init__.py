@@ -2,13 +2,17 @@
 
 - :mod:`~hospfed.client.vault.keys`: a random 256-bit data key in a 0600 key
   file, or a key derived from a passphrase (scrypt).
-- :mod:`~hospfed.client.vault.sealed`: the ``.hfd`` format: an authenticated
-  versioned header, AES-256-GCM chunks, an authenticated trailer; the
-  misuse-resistant calls :func:`encrypt_file`, :func:`open_encrypted`,
-  :func:`write_encrypted_frame`, :func:`read_encrypted_frame`.
+- :mod:`~hospfed.client.vault.layout`: the ``.hfd`` format on disk: an
+  authenticated versioned header, AES-256-GCM chunks, an authenticated
+  trailer; :func:`read_header` reads the public header.
+- :mod:`~hospfed.client.vault.sealed`: the misuse-resistant calls for any
+  bytes, :func:`encrypt_file` and :func:`open_encrypted`.
+- :mod:`~hospfed.client.vault.frames`: pandas frames as encrypted Parquet,
+  :func:`write_encrypted_frame` and :func:`read_encrypted_frame`.
 Decryption happens in memory only: hospfed never writes plaintext data.
 """
 
+from hospfed.client.vault.frames import read_encrypted_frame, write_encrypted_frame
 from hospfed.client.vault.keys import (
     KEY_BYTES,
     KEY_ID_BYTES,
@@ -17,24 +21,23 @@ from hospfed.client.vault.keys import (
     KeySource,
     Passphrase,
     ScryptParams,
+    check_one_key,
     derive_passphrase_key,
     generate_key_file,
     key_id_of,
     load_key,
+    open_key_source,
 )
-from hospfed.client.vault.sealed import (
+from hospfed.client.vault.layout import (
     DEFAULT_CHUNK_SIZE,
     FORMAT_VERSION,
     HEADER_BYTES,
     MAGIC,
     SUFFIX,
     SealedHeader,
-    encrypt_file,
-    open_encrypted,
-    read_encrypted_frame,
     read_header,
-    write_encrypted_frame,
 )
+from hospfed.client.vault.sealed import encrypt_file, open_encrypted
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -50,12 +53,14 @@ __all__ = [
     "Passphrase",
     "ScryptParams",
     "SealedHeader",
+    "check_one_key",
     "derive_passphrase_key",
     "encrypt_file",
     "generate_key_file",
     "key_id_of",
     "load_key",
     "open_encrypted",
+    "open_key_source",
     "read_encrypted_frame",
     "read_header",
     "write_encrypted_frame",

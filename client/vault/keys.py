@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from hospfed.common.errors import KeyFileError
+from hospfed.common.errors import ConfigError, KeyFileError
 from hospfed.common.files import create_new
 
 KEY_BYTES = 32
@@ -220,6 +220,40 @@ class Passphrase:
 
 KeySource: TypeAlias = DataKey | Passphrase
 """What opens an encrypted file: a data key, or a passphrase."""
+
+
+def check_one_key(
+    key_file: Path | None, passphrase_env: str | None, *, names: tuple[str, str]
+) -> None:
+    """Raise ConfigError unless exactly one of a key file and a passphrase is given.
+
+    ``names`` says how the caller spells the two (flags or config keys).
+    """
+    if (key_file is None) == (passphrase_env is None):
+        raise ConfigError(
+            f"give exactly one of {names[0]} (the hospital's key file) or "
+            f"{names[1]} (an environment variable holding the passphrase)"
+        )
+
+
+def open_key_source(
+    key_file: Path | None, passphrase_env: str | None, *, names: tuple[str, str]
+) -> KeySource:
+    """Load the key file, or read the passphrase from its environment variable.
+
+    Raises
+    ------
+    ConfigError
+        If not exactly one of the two is given.
+    KeyFileError
+        If the key file is unsafe or malformed, or the variable is unset.
+
+    """
+    check_one_key(key_file, passphrase_env, names=names)
+    if key_file is not None:
+        return load_key(key_file)
+    assert passphrase_env is not None
+    return Passphrase.from_env(passphrase_env)
 
 
 @dataclass(frozen=True, kw_only=True)

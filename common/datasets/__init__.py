@@ -4,8 +4,8 @@ Fed-Heart-Disease is the one built in: the four real UCI centres with
 FLamby's protocol (:mod:`~hospfed.common.datasets.heart`), the contract of a
 hospital's raw export and what it de-identifies to
 (:mod:`~hospfed.common.datasets.heart_schema`), and synthetic identities
-joined onto the real rows for demo exports
-(:mod:`~hospfed.common.datasets.heart_export`).
+(:mod:`~hospfed.common.datasets.identities`) joined onto the real rows for
+demo exports (:mod:`~hospfed.common.datasets.heart_export`).
 """
 
 from __future__ import annotations

@@ -89,7 +89,11 @@ def test_keygen_never_overwrites_a_key(tmp_path, capsys):
 
 def test_prepare_with_a_wrong_key_source_is_a_usage_error(tmp_path, capsys):
     code, _, err = run(capsys, "prepare", str(tmp_path / "raw.csv"), "--out", "x.hfd")
-    assert code == 2 and "exactly one of --key FILE or --passphrase-env VAR" in err
+    assert (
+        code == 2
+        and "exactly one of --key FILE (the hospital's key file) or --passphrase-env VAR"
+        in err
+    )
 
 
 def test_prepare_with_a_broken_export_writes_nothing(tmp_path, capsys):

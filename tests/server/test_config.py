@@ -86,3 +86,13 @@ def test_the_run_schema_is_the_deidentified_form_of_a_named_or_file_schema(tmp_p
     assert from_file.data_schema.fingerprint() == FED_HEART_SCHEMA.fingerprint()
     with pytest.raises(ConfigError, match="unknown schema 'nope'"):
         RunConfig.from_mapping({"schema": "nope"})
+
+
+def test_an_unknown_run_config_key_is_refused_naming_the_allowed_ones():
+    with pytest.raises(ConfigError, match="unknown run-config key 'bogus'") as info:
+        RunConfig.from_mapping({"bogus": "1", "num-rounds": "5"})
+    assert "num-rounds" in str(info.value)
+    with pytest.raises(ConfigError, match="unknown run-config key 'rounds'"):
+        RunConfig.from_mapping({"rounds": "5"})
+    every_key = {"num-rounds": "5", "strategy": "fedyogi", "seed": "3"}
+    assert RunConfig.from_mapping(every_key).num_rounds == 5

@@ -6,17 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hospfed.client.vault import sealed
-from hospfed.client.vault.keys import DataKey, Passphrase, generate_key_file
-from hospfed.client.vault.sealed import (
+from hospfed.client.vault import (
     HEADER_BYTES,
     MAGIC,
     encrypt_file,
     open_encrypted,
     read_encrypted_frame,
     read_header,
+    sealed,
     write_encrypted_frame,
 )
+from hospfed.client.vault.keys import DataKey, Passphrase, generate_key_file
 from hospfed.common.errors import ConfigError, DataError, DecryptionError
 
 CHUNK = 64  # small chunks so that small test files have several

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from hospfed.common.datasets import heart_export as raw_export
+from hospfed.common.datasets import identities
 from hospfed.common.datasets.heart import (
     CLINICAL_COLUMNS,
     CLINICAL_SCHEMA,
@@ -301,7 +302,7 @@ def test_birth_dates_span_exactly_the_year_that_gives_the_age(
     admitted, age, earliest, latest
 ):
     rng = np.random.default_rng(0)
-    births = raw_export._birth_dates(
+    births = identities._birth_dates(
         np.full(5000, np.datetime64(admitted, "D")), np.full(5000, age), rng
     )
     assert births.min() == np.datetime64(earliest, "D")
