@@ -18,7 +18,7 @@ from flwr.common import NDArrays, Scalar
 
 from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
-from hospfed.client.privacy import HospitalPrivacy
+from hospfed.client.privacy import HospitalPrivacy, ledger_mac_key
 from hospfed.common.errors import ConfigError
 from hospfed.common.protocol import (
     METRIC_WHITELIST,
@@ -110,6 +110,8 @@ class HospitalClient(NumPyClient):
                 settings=settings.privacy,
                 state_dir=settings.state_dir,
                 dataset=self.data.fingerprint(),
+                mac_key=ledger_mac_key(settings.key()),
+                receipt_dir=settings.data.parent,
             )
 
     def _backend(

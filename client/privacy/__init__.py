@@ -7,7 +7,9 @@
   (:class:`DpMechanism`) and their epsilon (Rényi DP of the sampled
   Gaussian mechanism, the same analysis as Opacus).
 - :mod:`~hospfed.client.privacy.ledger`: every mechanism the hospital ever
-  ran, persisted atomically under a lock.
+  ran, persisted atomically under a lock; its file format and MAC are in
+  :mod:`~hospfed.client.privacy.records`, the spending receipt beside the
+  dataset in :mod:`~hospfed.client.privacy.receipt`.
 - :mod:`~hospfed.client.privacy.policy`: the round policy
   (:class:`HospitalPrivacy`): what a round may cost, decided before training.
 """
@@ -21,13 +23,13 @@ from hospfed.client.privacy.accounting import (
 )
 from hospfed.client.privacy.ledger import (
     LEDGER_FILE,
-    BudgetChange,
-    LedgerEntry,
     PrivacyLedger,
     ledger_lock,
     load_ledger,
 )
 from hospfed.client.privacy.policy import HospitalPrivacy, PrivateRound
+from hospfed.client.privacy.receipt import SpendingReceipt, receipt_path
+from hospfed.client.privacy.records import BudgetChange, LedgerEntry, ledger_mac_key
 from hospfed.client.privacy.settings import (
     DpStep,
     InsecureRandomnessWarning,
@@ -45,10 +47,13 @@ __all__ = [
     "PrivacyLedger",
     "PrivacySettings",
     "PrivateRound",
+    "SpendingReceipt",
     "epsilon_spent",
     "expected_batch_size",
     "ledger_lock",
+    "ledger_mac_key",
     "load_ledger",
     "noise_multiplier_for",
     "poisson_sample_rate",
+    "receipt_path",
 ]

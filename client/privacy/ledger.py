@@ -20,8 +20,14 @@ read-check-append-write step, so two processes on one state directory can
 never both spend the same budget. A reserved round that then fails still
 counts: the ledger may overstate what was spent, never understate it.
 
-Format version 2 adds ``budget-changes`` to version 1; version 1 files are
-read (no changes recorded) and rewritten as version 2 on the next write.
+The ledger is tamper-evident: from format 2 on it carries an HMAC keyed by
+a subkey of the hospital's data key (:mod:`~hospfed.client.privacy.records`),
+so an edited ledger is an error naming the problem. And deleting it does
+not reset the budget: every write also updates a spending receipt beside the
+prepared dataset (:mod:`~hospfed.client.privacy.receipt`); a missing ledger,
+or one with fewer rounds than its receipt, is refused until the steward
+restores it. Format 2 adds ``budget-changes`` and the MAC to format 1;
+version 1 files are read and rewritten as version 2 on the next write.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import filelock
 
@@ -43,12 +48,25 @@ from hospfed.client.privacy.accounting import (
     check_epsilon,
     epsilon_spent,
 )
+from hospfed.client.privacy.receipt import (
+    SpendingReceipt,
+    read_receipt,
+    receipt_path,
+    write_receipt,
+)
+from hospfed.client.privacy.records import (
+    LEDGER_FORMAT,
+    LEDGER_VERSION,
+    MAC_FIELD,
+    READABLE_VERSIONS,
+    BudgetChange,
+    LedgerEntry,
+    mac_matches,
+    mac_of,
+)
 from hospfed.common.errors import LedgerError, PrivacyBudgetError
 from hospfed.common.files import atomic_write
 
-LEDGER_FORMAT = "hospfed-privacy-ledger"
-LEDGER_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 LEDGER_FILE = "privacy-ledger.json"
 LOCK_FILE = "privacy-ledger.lock"
 LOCK_TIMEOUT_SECONDS = 120.0
@@ -80,101 +98,6 @@ def ledger_lock(state_dir: Path) -> Iterator[None]:
         ) from None
 
 
-@dataclass(frozen=True, kw_only=True)
-class LedgerEntry:
-    """One round of DP-SGD at this hospital.
-
-    Parameters
-    ----------
-    mechanism : DpMechanism
-        What ran.
-    run : str
-        Which federation run asked for it.
-    server_round : int
-        The round.
-    clip_norm : float
-        Per-example gradient bound used.
-    recorded_at : float
-        Unix time the round was reserved (before it trained).
-
-    """
-
-    mechanism: DpMechanism
-    run: str
-    server_round: int
-    clip_norm: float
-    recorded_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the entry as JSON-ready data."""
-        return {
-            "noise-multiplier": self.mechanism.noise_multiplier,
-            "sample-rate": self.mechanism.sample_rate,
-            "steps": self.mechanism.steps,
-            "run": self.run,
-            "round": self.server_round,
-            "clip-norm": self.clip_norm,
-            "recorded-at": self.recorded_at,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> LedgerEntry:
-        """Read an entry; raises KeyError/TypeError/ValueError when malformed."""
-        return cls(
-            mechanism=DpMechanism(
-                noise_multiplier=float(raw["noise-multiplier"]),
-                sample_rate=float(raw["sample-rate"]),
-                steps=int(raw["steps"]),
-            ),
-            run=str(raw["run"]),
-            server_round=int(raw["round"]),
-            clip_norm=float(raw["clip-norm"]),
-            recorded_at=float(raw["recorded-at"]),
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class BudgetChange:
-    """A raise of the lifetime budget, decided by the data steward.
-
-    Parameters
-    ----------
-    epsilon : float
-        The new lifetime budget.
-    previous : float
-        The budget before.
-    reason : str
-        Why, as the steward wrote it.
-    changed_at : float
-        Unix time.
-
-    """
-
-    epsilon: float
-    previous: float
-    reason: str
-    changed_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the change as JSON-ready data."""
-        return {
-            "epsilon": self.epsilon,
-            "previous": self.previous,
-            "reason": self.reason,
-            "changed-at": self.changed_at,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> BudgetChange:
-        """Read a change; raises KeyError/TypeError/ValueError when malformed."""
-        return cls(
-            epsilon=float(raw["epsilon"]),
-            previous=float(raw["previous"]),
-            reason=str(raw["reason"]),
-            changed_at=float(raw["changed-at"]),
-        )
-
-
 @dataclass(kw_only=True)
 class PrivacyLedger:
     """The persisted DP history of one hospital's dataset.
@@ -203,9 +126,18 @@ class PrivacyLedger:
     epsilon_budget: float
     entries: list[LedgerEntry] = field(default_factory=list)
     budget_changes: list[BudgetChange] = field(default_factory=list)
+    mac_key: bytes | None = field(default=None, repr=False, compare=False)
+    receipt_dir: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def init(cls, state_dir: Path, *, epsilon: float, delta: float) -> PrivacyLedger:
+    def init(
+        cls,
+        state_dir: Path,
+        *,
+        epsilon: float,
+        delta: float,
+        mac_key: bytes | None = None,
+    ) -> PrivacyLedger:
         """Fix a hospital's lifetime budget before its first DP round.
 
         Raises
@@ -223,14 +155,25 @@ class PrivacyLedger:
                     "'hospfed-client budget raise' to raise it"
                 )
             ledger = cls(
-                path=path, dataset=UNBOUND, delta=delta, epsilon_budget=epsilon
+                path=path,
+                dataset=UNBOUND,
+                delta=delta,
+                epsilon_budget=epsilon,
+                mac_key=mac_key,
             )
             ledger.save()
         return ledger
 
     @classmethod
     def open(
-        cls, state_dir: Path, *, dataset: str, delta: float, epsilon_budget: float
+        cls,
+        state_dir: Path,
+        *,
+        dataset: str,
+        delta: float,
+        epsilon_budget: float,
+        mac_key: bytes | None = None,
+        receipt_dir: Path | None = None,
     ) -> PrivacyLedger:
         """Load the ledger in ``state_dir``, or start one if there is none.
 
@@ -250,26 +193,54 @@ class PrivacyLedger:
             The epsilon this run was started with. A new ledger records it as
             the lifetime budget; a stored ledger's budget stands, and a
             larger request is refused.
+        mac_key : bytes, optional
+            The hospital's ledger key (:func:`ledger_mac_key`): a stored
+            ledger must carry a MAC it verifies (format 1 predates MACs), and
+            every write is authenticated. Every client passes it; only tests
+            and key-less reporting leave it out.
+        receipt_dir : Path, optional
+            The prepared dataset's directory, where the spending receipt
+            lives (needs ``mac_key``).
 
         Raises
         ------
         LedgerError
-            If the file is unreadable, malformed, for another dataset, for
-            another delta, or the request exceeds the lifetime budget.
+            If the file is unreadable, malformed, edited, for another dataset,
+            for another delta, missing or behind its dataset's receipt, or
+            the request exceeds the lifetime budget.
 
         """
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = state_dir / LEDGER_FILE
+        receipt = _receipt(receipt_dir, dataset, mac_key)
         if not path.exists():
+            if receipt is not None and receipt.rounds > 0:
+                raise LedgerError(
+                    f"no privacy ledger in {state_dir}, but this dataset has run "
+                    f"{receipt.rounds} DP rounds (epsilon {receipt.epsilon_spent:.3f} "
+                    f"spent; receipt in {receipt_dir}): restore the ledger from "
+                    "backup or point state-dir at it; a budget is never reset"
+                )
             ledger = cls(
-                path=path, dataset=dataset, delta=delta, epsilon_budget=epsilon_budget
+                path=path,
+                dataset=dataset,
+                delta=delta,
+                epsilon_budget=epsilon_budget,
+                mac_key=mac_key,
+                receipt_dir=receipt_dir,
             )
             ledger.save()
             return ledger
-        stored = _read(path)
+        stored = _read(path, mac_key)
         stored._check_fits(dataset=dataset, delta=delta, epsilon=epsilon_budget)
-        if stored.dataset == UNBOUND:
-            stored.dataset = dataset
+        if receipt is not None and len(stored.entries) < receipt.rounds:
+            raise LedgerError(
+                f"privacy ledger {path} records {len(stored.entries)} DP rounds but "
+                f"this dataset's receipt records {receipt.rounds}: entries were "
+                "removed; restore the ledger from backup"
+            )
+        stored.dataset = dataset
+        stored.receipt_dir = receipt_dir
         return stored
 
     def _check_fits(self, *, dataset: str, delta: float, epsilon: float) -> None:
@@ -418,11 +389,37 @@ class PrivacyLedger:
             "budget-changes": [change.to_json() for change in self.budget_changes],
             "entries": [entry.to_json() for entry in self.entries],
         }
+        if self.mac_key is not None:
+            document[MAC_FIELD] = mac_of(document, self.mac_key)
         data = (json.dumps(document, indent=2) + "\n").encode()
         atomic_write(self.path, data, mode=0o600)
+        if self.receipt_dir is not None and self.mac_key is not None:
+            self._write_receipt()
+
+    def _write_receipt(self) -> None:
+        assert self.receipt_dir is not None and self.mac_key is not None
+        receipt = SpendingReceipt(
+            dataset=self.dataset,
+            rounds=len(self.entries),
+            epsilon_spent=self.spent(),
+            delta=self.delta,
+            updated_at=time.time(),
+        )
+        path = receipt_path(self.receipt_dir, self.dataset)
+        write_receipt(path, receipt, self.mac_key)
 
 
-def _read(path: Path) -> PrivacyLedger:
+def _receipt(
+    receipt_dir: Path | None, dataset: str, mac_key: bytes | None
+) -> SpendingReceipt | None:
+    if receipt_dir is None:
+        return None
+    if mac_key is None:
+        raise LedgerError("a spending receipt needs the hospital's ledger key")
+    return read_receipt(receipt_path(receipt_dir, dataset), mac_key)
+
+
+def _read(path: Path, mac_key: bytes | None = None) -> PrivacyLedger:
     try:
         document = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -437,6 +434,17 @@ def _read(path: Path) -> PrivacyLedger:
             f"privacy ledger {path} has version {document.get('version')!r}; "
             f"this hospfed reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
+    if mac_key is not None and document["version"] > 1:
+        if MAC_FIELD not in document:
+            raise LedgerError(
+                f"privacy ledger {path} carries no MAC: it was not written by a "
+                "hospfed client with this hospital's key; restore it from backup"
+            )
+        if not mac_matches(document, mac_key):
+            raise LedgerError(
+                f"privacy ledger {path} was edited outside hospfed or belongs to "
+                "another key (its MAC does not match); restore it from backup"
+            )
     try:
         return PrivacyLedger(
             path=path,
@@ -448,6 +456,7 @@ def _read(path: Path) -> PrivacyLedger:
                 BudgetChange.from_json(raw)
                 for raw in document.get("budget-changes", [])
             ],
+            mac_key=mac_key,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LedgerError(
@@ -469,6 +478,6 @@ def find_ledger(state_dir: Path) -> Path:
     return path
 
 
-def load_ledger(state_dir: Path) -> PrivacyLedger:
-    """Read an existing ledger for reporting (``hospfed-client budget``)."""
-    return _read(find_ledger(state_dir))
+def load_ledger(state_dir: Path, *, mac_key: bytes | None = None) -> PrivacyLedger:
+    """Read an existing ledger (``hospfed-client budget``), verified if keyed."""
+    return _read(find_ledger(state_dir), mac_key)

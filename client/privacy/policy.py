@@ -50,12 +50,18 @@ class HospitalPrivacy:
         Directory of the privacy ledger.
     dataset : str
         Fingerprint of the training data.
+    mac_key : bytes, optional
+        The hospital's ledger key (every client gives it; tests may not).
+    receipt_dir : Path, optional
+        The prepared dataset's directory, for the spending receipt.
 
     """
 
     settings: PrivacySettings
     state_dir: Path
     dataset: str
+    mac_key: bytes | None = field(default=None, repr=False)
+    receipt_dir: Path | None = None
     _noise: dict[tuple[float, int, str, int, float], float] = field(
         default_factory=dict
     )
@@ -67,6 +73,8 @@ class HospitalPrivacy:
             dataset=self.dataset,
             delta=self.settings.delta,
             epsilon_budget=self.settings.epsilon,
+            mac_key=self.mac_key,
+            receipt_dir=self.receipt_dir,
         )
 
     def authorise(

@@ -222,6 +222,29 @@ KeySource: TypeAlias = DataKey | Passphrase
 """What opens an encrypted file: a data key, or a passphrase."""
 
 
+DERIVATION_SALT = b"hospfed-deid-v1!"
+"""The fixed, public scrypt salt that turns a passphrase into the hospital's
+long-term key (:func:`hospital_key`). A passphrase has no key file to derive
+secrets from, and an encrypted file's own salt changes with every file; this
+salt keeps a passphrase hospital's pseudonyms and ledger MACs the same across
+exports and runs. It is part of format v1: changing it orphans every
+passphrase hospital's pseudonyms."""
+
+
+def hospital_key(source: KeySource) -> DataKey:
+    """The hospital's long-term key, from which its secrets are derived.
+
+    The key file's key itself; for a passphrase, scrypt (default cost) with
+    :data:`DERIVATION_SALT`. Secrets are then HKDF subkeys of it
+    (:meth:`DataKey.derive`), one per purpose.
+    """
+    if isinstance(source, Passphrase):
+        return derive_passphrase_key(
+            source, salt=DERIVATION_SALT, params=ScryptParams()
+        )
+    return source
+
+
 def check_one_key(
     key_file: Path | None, passphrase_env: str | None, *, names: tuple[str, str]
 ) -> None:

@@ -13,6 +13,7 @@ from hospfed.client.app import (
 )
 from hospfed.client.data import HospitalDataset, NodeSettings
 from hospfed.client.privacy import PrivacySettings
+from hospfed.client.vault import generate_key_file
 from hospfed.common.datasets.heart import load_hospital
 from hospfed.common.datasets.heart_schema import FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError, PrivacyBudgetError, SchemaError
@@ -22,8 +23,21 @@ from hospfed.common.training import TrainPlan
 
 
 def node(hospital, **settings):
+    state_dir = settings.get("state_dir")
+    if state_dir is None:  # no DP: the key is never opened
+        return NodeSettings(
+            hospital=hospital,
+            data=Path("site.hfd"),
+            key_file=Path("site.key"),
+            **settings,
+        )
+    # With DP the ledger is keyed and its receipt sits beside the data.
+    site = state_dir / "site"
+    site.mkdir(mode=0o700)
+    key = site / "site.key"
+    generate_key_file(key)
     return NodeSettings(
-        hospital=hospital, data=Path("site.hfd"), key_file=Path("site.key"), **settings
+        hospital=hospital, data=site / "site.hfd", key_file=key, **settings
     )
 
 

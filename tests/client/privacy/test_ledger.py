@@ -274,8 +274,120 @@ def test_a_version_2_ledger_reads(tmp_path):
     (tmp_path / LEDGER_FILE).write_bytes(
         (VECTORS / "v2-privacy-ledger.json").read_bytes()
     )
-    ledger = load_ledger(tmp_path)
+    ledger = load_ledger(tmp_path, mac_key=bytes(range(32)))  # its MAC verifies
     assert ledger.epsilon_budget == 4.0
     [change] = ledger.budget_changes
     assert (change.previous, change.epsilon, change.reason) == (3.0, 4.0, "approved")
     assert ledger.spent() == pytest.approx(2.6637032137778016, rel=1e-9)
+
+
+# --- tamper evidence: the MAC and the spending receipt ------------------------
+
+KEY = bytes(range(32))
+
+
+def keyed(state_dir, receipt_dir, budget=5.0, key=KEY):
+    return PrivacyLedger.open(
+        state_dir,
+        dataset="data-a",
+        delta=1e-3,
+        epsilon_budget=budget,
+        mac_key=key,
+        receipt_dir=receipt_dir,
+    )
+
+
+def edit(path, change):
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["entries"].pop(), "edited outside hospfed"),
+        (lambda d: d.update({"epsilon-budget": 50.0}), "edited outside hospfed"),
+        (lambda d: d["entries"][0].update({"steps": 1}), "edited outside hospfed"),
+        (lambda d: d.pop("mac"), "carries no MAC"),
+    ],
+)
+def test_an_edited_ledger_is_refused_naming_the_problem(tmp_path, change, message):
+    state, data = tmp_path / "state", tmp_path / "data"
+    data.mkdir()
+    ledger = keyed(state, data)
+    for server_round in (1, 2):
+        ledger.reserve(ROUND, run="r", server_round=server_round, clip_norm=1.0)
+    edit(state / LEDGER_FILE, change)
+    with pytest.raises(LedgerError, match=message):
+        keyed(state, data)
+
+
+def test_a_ledger_under_another_key_is_refused(tmp_path):
+    state, data = tmp_path / "state", tmp_path / "data"
+    data.mkdir()
+    keyed(state, data).reserve(ROUND, run="r", server_round=1, clip_norm=1.0)
+    with pytest.raises(LedgerError):
+        keyed(state, data, key=bytes(32))
+
+
+def test_a_deleted_ledger_does_not_reset_the_budget(tmp_path):
+    state, data = tmp_path / "state", tmp_path / "data"
+    data.mkdir()
+    ledger = keyed(state, data)
+    for server_round in (1, 2, 3):
+        ledger.reserve(ROUND, run="r", server_round=server_round, clip_norm=1.0)
+    backup = (state / LEDGER_FILE).read_bytes()
+    (state / LEDGER_FILE).unlink()
+    with pytest.raises(LedgerError, match="has run 3 DP rounds") as info:
+        keyed(state, data)
+    assert "restore the ledger" in str(info.value)
+    assert not (state / LEDGER_FILE).exists()  # nothing was started afresh
+    # Another state directory is no way around it either.
+    with pytest.raises(LedgerError, match="has run 3 DP rounds"):
+        keyed(tmp_path / "fresh-state", data)
+    (state / LEDGER_FILE).write_bytes(backup)
+    assert len(keyed(state, data).entries) == 3
+
+
+def test_an_older_authentic_ledger_cannot_roll_spending_back(tmp_path):
+    state, data = tmp_path / "state", tmp_path / "data"
+    data.mkdir()
+    ledger = keyed(state, data)
+    ledger.reserve(ROUND, run="r", server_round=1, clip_norm=1.0)
+    older = (state / LEDGER_FILE).read_bytes()
+    ledger.reserve(ROUND, run="r", server_round=2, clip_norm=1.0)
+    (state / LEDGER_FILE).write_bytes(older)  # a valid MAC, one round short
+    with pytest.raises(LedgerError, match="records 1 DP rounds but .* records 2"):
+        keyed(state, data)
+
+
+def test_an_edited_receipt_is_refused(tmp_path):
+    state, data = tmp_path / "state", tmp_path / "data"
+    data.mkdir()
+    keyed(state, data).reserve(ROUND, run="r", server_round=1, clip_norm=1.0)
+    [receipt] = data.glob(".hospfed-privacy-*.json")
+    assert stat.S_IMODE(receipt.stat().st_mode) == 0o600
+    edit(receipt, lambda d: d.update({"rounds": 0}))
+    with pytest.raises(LedgerError, match="receipt .* was altered"):
+        keyed(state, data)
+
+
+def test_a_version_1_ledger_is_accepted_once_then_authenticated(tmp_path):
+    state, data = tmp_path / "state", tmp_path / "data"
+    state.mkdir()
+    data.mkdir()
+    (state / LEDGER_FILE).write_bytes((VECTORS / "v1-privacy-ledger.json").read_bytes())
+    legacy = PrivacyLedger.open(
+        state,
+        dataset="3f1c" * 16,
+        delta=1e-3,
+        epsilon_budget=3.0,
+        mac_key=KEY,
+        receipt_dir=data,
+    )
+    legacy.save()  # upgraded: format 2, with a MAC and a receipt
+    assert json.loads((state / LEDGER_FILE).read_text())["mac"]
+    edit(state / LEDGER_FILE, lambda d: d["entries"].pop())
+    with pytest.raises(LedgerError, match="edited outside hospfed"):
+        load_ledger(state, mac_key=KEY)
