@@ -1,21 +1,46 @@
-"""HIPAA Safe Harbor de-identification of a raw hospital export."""
+"""De-identification under HIPAA Safe Harbor, driven by the schema, and its checks.
 
-from hospfed.client.deid.pipeline import (
-    RESTRICTED_ZIP3,
-    DeidReport,
-    DeidSecrets,
+:func:`deidentify` applies each raw column's ``deid`` action (see
+:class:`~hospfed.common.schema.contract.Column`): direct identifiers are dropped or
+replaced by keyed pseudonyms (HMAC-SHA256 under a per-hospital secret, never
+a plain hash); dates keep their year or are shifted by a secret per-patient
+offset; ages over 89 become 90; ZIP codes keep 3 digits, or ``000`` in the
+sparsely populated areas of :data:`RESTRICTED_ZIP3`; free text is scrubbed
+of the row's own identifier values (the words of the patient's name, the
+street address, the city) and of identifier patterns
+(:data:`~hospfed.client.deid.patterns.IDENTIFIER_PATTERNS`); a k-anonymity
+report over the quasi-identifiers can suppress rows in groups smaller than k.
+:func:`scan_residual_identifiers` looks for anything identifier-like left in
+the result and :func:`check_residual_identifiers` fails closed on it, and
+:func:`deidentify_checked` does validate, de-identify and check in one call.
+The work is vectorised (pyarrow compute kernels, NumPy over Arrow's byte
+buffers) and the text columns go a block of rows at a time on worker
+threads, which keeps the memory peak small; only the HMAC of each distinct
+value, and free text that is not ASCII, go value by value in Python. Nothing
+here ever puts a patient value in a message or report.
+
+The modules, each importing only those before it: :mod:`.settings` (the
+restricted ZIP list, the secrets), :mod:`.report` (the report types),
+:mod:`.textbuf` (NumPy over Arrow's text buffers), :mod:`.blocks` (blocks
+of rows, worker threads), :mod:`.patterns` (identifier patterns, tags, and
+which pattern a match is), :mod:`.columns` (pseudonyms, date shifts, ZIP
+codes), :mod:`.kanon` (k-anonymity), :mod:`.needles` (each row's own
+identifier values), :mod:`.names` (finding them in text), :mod:`.scrub`
+(scrubbing free text), :mod:`.residual` (the residual-identifier scan) and
+:mod:`.pipeline` (:func:`deidentify` and :func:`deidentify_checked`).
+"""
+
+from hospfed.client.deid.columns import pseudonymise, zip3
+from hospfed.client.deid.kanon import k_anonymity
+from hospfed.client.deid.pipeline import deidentify, deidentify_checked
+from hospfed.client.deid.report import DeidReport, KAnonymity
+from hospfed.client.deid.residual import (
     Finding,
-    KAnonymity,
-    RestrictedZip3,
     check_residual_identifiers,
-    deidentify,
-    deidentify_checked,
-    k_anonymity,
-    pseudonymise,
     scan_residual_identifiers,
-    scrub_free_text,
-    zip3,
 )
+from hospfed.client.deid.scrub import scrub_free_text
+from hospfed.client.deid.settings import RESTRICTED_ZIP3, DeidSecrets, RestrictedZip3
 
 __all__ = [
     "RESTRICTED_ZIP3",

@@ -36,29 +36,12 @@ from hospfed.common.datasets.arrow_text import (
     pick,
     render,
 )
+from hospfed.common.schema.safe_harbor import ZIP3_CENSUS_2000
 
 STUDY_YEARS: tuple[int, int] = (1981, 1988)
 """First and last year of admission (the UCI collection period)."""
 
-RESTRICTED_ZIP3_STATES: Mapping[str, str] = {
-    "036": "NH",
-    "059": "VT",
-    "063": "CT",
-    "102": "NY",
-    "203": "DC",
-    "556": "MN",
-    "692": "NE",
-    "790": "TX",
-    "821": "WY",
-    "823": "WY",
-    "830": "WY",
-    "831": "WY",
-    "878": "NM",
-    "879": "NM",
-    "884": "NM",
-    "890": "NV",
-    "893": "NV",
-}
+RESTRICTED_ZIP3_STATES: Mapping[str, str] = ZIP3_CENSUS_2000
 """Safe Harbor's restricted 3-digit ZIP prefixes (2000 Census) and their state.
 
 Only used to plant such ZIPs; de-identification keeps its own versioned list

@@ -323,5 +323,5 @@ def test_exports_meet_the_raw_schema_contract(exports, synthetic):
 
 
 def test_planted_restricted_prefixes_are_the_ones_deidentification_uses():
-    deid = pytest.importorskip("hospfed.client.deid.pipeline")
+    deid = pytest.importorskip("hospfed.client.deid")
     assert deid.RESTRICTED_ZIP3.prefixes == frozenset(RESTRICTED_ZIP3_STATES)

@@ -1,0 +1,95 @@
+"""Tests of hospfed.client.deid.residual: the residual-identifier scan."""
+
+import pandas as pd
+import pytest
+
+from hospfed.client.deid import (
+    Finding,
+    check_residual_identifiers,
+    deidentify,
+    deidentify_checked,
+    scan_residual_identifiers,
+)
+from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA
+from hospfed.common.errors import IdentifierLeakError
+from hospfed.common.schema import Column, DatasetSchema
+from tests.client.deid.exports import SECRETS, name_schema
+
+
+def test_residual_scan_names_the_column_and_kind_never_the_value():
+    schema = DatasetSchema(
+        "comments-raw",
+        1,
+        (Column("comment", "string", nullable=True), Column("outcome", "int", "label")),
+        "outcome",
+    )
+    frame = pd.DataFrame(
+        {"comment": ["fine", "call 555-867-5309", None], "outcome": [0, 1, 0]}
+    )
+    out, _ = deidentify(frame, schema, SECRETS)
+    findings = scan_residual_identifiers(out, schema)
+    assert findings == [Finding("comment", "phone", 1)]
+    with pytest.raises(IdentifierLeakError, match=r"column 'comment'.*phone") as info:
+        check_residual_identifiers(out, schema)
+    assert "555" not in str(info.value)
+    with pytest.raises(IdentifierLeakError):
+        deidentify_checked(frame, schema, SECRETS)
+
+
+def test_residual_scan_finds_a_rows_own_name_left_in_its_note(raw, prepared):
+    out, _ = prepared
+    assert (
+        scan_residual_identifiers(out, FED_HEART_RAW_SCHEMA, raw_identifier_values=raw)
+        == []
+    )
+    leaked = out.copy()
+    leaked.loc[5, "note"] = f"seen by the team; {raw['patient_name'][5]}"
+    leaked.loc[6, "note"] = f"moved to {raw['city'][6]}"
+    findings = scan_residual_identifiers(
+        leaked, FED_HEART_RAW_SCHEMA, raw_identifier_values=raw
+    )
+    assert {(f.column, f.source, f.rows) for f in findings} == {
+        ("note", "patient_name", 1),
+        ("note", "city", 1),
+    }
+    message = findings[0].describe()
+    assert raw["patient_name"][5] not in message and raw["city"][6] not in message
+
+
+def test_a_kept_column_holding_the_rows_own_value_fails_closed():
+    schema = DatasetSchema(
+        "areas-raw",
+        1,
+        (
+            Column("city", "string", "identifier", phi="geographic"),
+            Column("area", "string", "quasi_identifier"),
+            Column("outcome", "int", "label"),
+        ),
+        "outcome",
+    )
+    frame = pd.DataFrame(
+        {
+            "city": ["Lakewood", "Parma", "Euclid"],
+            "area": ["west", " PARMA ", "east"],  # the second row's own city
+            "outcome": [0, 1, 0],
+        }
+    )
+    with pytest.raises(IdentifierLeakError, match="column 'area'.*'city'") as info:
+        deidentify_checked(frame, schema, SECRETS)
+    assert "arma" not in str(info.value).lower()
+
+
+def test_a_place_overlapping_a_false_match_is_scrubbed_or_refused_in_any_note():
+    frame = pd.DataFrame(
+        {
+            "patient_name": ["Ann Lee"],
+            "city": ["Walla Walla"],
+            "note": ["xWalla Walla Walla, café"],
+            "outcome": [0],
+        }
+    )
+    try:
+        out, _ = deidentify_checked(frame, name_schema(), SECRETS)
+    except IdentifierLeakError:
+        return
+    assert "walla walla" not in out["note"][0].lower()
