@@ -7,3 +7,5 @@ and its results directory, and the ``hospfed-server`` command.
 """
 
 import hospfed.common  # noqa: F401  (turns telemetry off before Flower loads)
+
+__all__: list[str] = []  # import from the modules; nothing here

@@ -6,3 +6,5 @@ runs), or trains the same model on the pooled data as the reference.
 """
 
 import hospfed.common  # noqa: F401  (turns telemetry off before Flower loads)
+
+__all__: list[str] = []  # import from the modules; nothing here
