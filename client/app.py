@@ -157,11 +157,14 @@ class HospitalClient(NumPyClient):
         """Evaluate the global model on this hospital's test set."""
         backend = self._backend(config, parameters)
         result = evaluate(backend, self.data.x_test, self.data.y_test)
-        metrics: dict[str, Scalar] = {
-            Key.HOSPITAL: self.data.hospital,
-            Key.ACCURACY: result.accuracy,
-            Key.AUC: result.auc,
-        }
+        metrics: dict[str, Scalar] = {Key.HOSPITAL: self.data.hospital}
+        kind = backend.spec.output
+        if kind == "binary":
+            metrics |= {Key.ACCURACY: result.accuracy, Key.AUC: result.auc}
+        elif kind == "multiclass":
+            metrics |= {Key.ACCURACY: result.accuracy, Key.MACRO_F1: result.macro_f1}
+        else:
+            metrics |= {Key.RMSE: result.rmse, Key.MAE: result.mae}
         return result.loss, result.num_examples, whitelisted(metrics)
 
 

@@ -1,7 +1,10 @@
 """The model spec every hospital and the coordinator agree on.
 
 A :class:`ModelSpec` is frozen data: input width, hidden layer widths, hidden
-activation and a single-logit binary output. Both training backends build the
+activation and the output, which follows the label's kind: one logit for a
+binary label (sigmoid, binary cross-entropy), one logit per class for a
+multi-class label (softmax, cross-entropy), one value for a continuous label
+(identity, squared error). Both training backends build the
 same network from it. Weights travel as a list of NumPy arrays in one
 canonical layout (Keras's: for each dense layer, a kernel of shape
 ``(inputs, outputs)`` then a bias of shape ``(outputs,)``), so one federation
@@ -21,32 +24,40 @@ from hospfed.common.errors import ConfigError
 Activation = Literal["relu", "tanh", "sigmoid"]
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "sigmoid")
 
+OutputKind = Literal["binary", "multiclass", "continuous"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("binary", "multiclass", "continuous")
+
 Weights = list[np.ndarray]
 """Model weights in the canonical layout."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A fully connected binary classifier.
+    """A fully connected network for a binary, multi-class or continuous label.
 
     Parameters
     ----------
     input_dim : int
         Number of input features.
     hidden : tuple of int
-        Width of each hidden layer; empty for logistic regression.
+        Width of each hidden layer; empty for a linear model (logistic,
+        softmax or linear regression).
     activation : {"relu", "tanh", "sigmoid"}
         Activation of the hidden layers.
-
-    Notes
-    -----
-    The output is one logit; the predicted probability is its sigmoid.
+    output : {"binary", "multiclass", "continuous"}
+        The label's kind: one logit (its sigmoid is the probability of 1),
+        ``num_classes`` logits (their softmax), or one value.
+    num_classes : int
+        Classes of a multi-class label (labels 0 .. num_classes - 1); 2
+        otherwise.
 
     """
 
     input_dim: int
     hidden: tuple[int, ...] = ()
     activation: Activation = "relu"
+    output: OutputKind = "binary"
+    num_classes: int = 2
 
     def __post_init__(self) -> None:
         if self.input_dim < 1:
@@ -58,11 +69,28 @@ class ModelSpec:
                 f"unknown activation {self.activation!r}; allowed: "
                 f"{', '.join(ACTIVATIONS)}"
             )
+        if self.output not in OUTPUT_KINDS:
+            raise ConfigError(
+                f"unknown output {self.output!r}; allowed: {', '.join(OUTPUT_KINDS)}"
+            )
+        if self.output == "multiclass" and self.num_classes < 2:
+            raise ConfigError(
+                f"a multi-class output needs >= 2 classes, got {self.num_classes}"
+            )
+        if self.output != "multiclass" and self.num_classes != 2:
+            raise ConfigError(
+                f"num_classes applies to a multi-class output only, not {self.output}"
+            )
+
+    @property
+    def output_width(self) -> int:
+        """Outputs of the last layer: ``num_classes`` if multi-class, else 1."""
+        return self.num_classes if self.output == "multiclass" else 1
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         """Widths from input to output, e.g. ``(13, 1)``."""
-        return (self.input_dim, *self.hidden, 1)
+        return (self.input_dim, *self.hidden, self.output_width)
 
     def weight_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the canonical weight list."""

@@ -37,13 +37,26 @@ class Key:
     HOSPITAL = "hospital"
     ACCURACY = "accuracy"
     AUC = "auc"
+    MACRO_F1 = "macro-f1"
+    RMSE = "rmse"
+    MAE = "mae"
     LOSS = "loss"
     TRAIN_LOSS = "train-loss"
     EPSILON = "epsilon-spent"
 
 
 METRIC_WHITELIST: frozenset[str] = frozenset(
-    {Key.HOSPITAL, Key.ACCURACY, Key.AUC, Key.LOSS, Key.TRAIN_LOSS, Key.EPSILON}
+    {
+        Key.HOSPITAL,
+        Key.ACCURACY,
+        Key.AUC,
+        Key.MACRO_F1,
+        Key.RMSE,
+        Key.MAE,
+        Key.LOSS,
+        Key.TRAIN_LOSS,
+        Key.EPSILON,
+    }
 )
 """The only metric names a hospital may send."""
 
@@ -98,6 +111,8 @@ def decode_spec(config: Mapping[str, Scalar]) -> ModelSpec:
             input_dim=int(raw["input_dim"]),
             hidden=tuple(int(w) for w in raw["hidden"]),
             activation=raw["activation"],
+            output=raw.get("output", "binary"),
+            num_classes=int(raw.get("num_classes", 2)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(

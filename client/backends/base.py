@@ -17,7 +17,7 @@ import numpy as np
 
 from hospfed.client.privacy import DpStep
 from hospfed.common.errors import ConfigError
-from hospfed.common.metrics import Evaluation, evaluate_probabilities
+from hospfed.common.metrics import Evaluation, evaluate_predictions
 from hospfed.common.model import ModelSpec, Weights
 from hospfed.common.training import TrainPlan
 
@@ -58,8 +58,12 @@ class TrainingBackend(Protocol):
         """Return the sum of per-example gradients clipped to ``clip_norm``."""
         ...
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Return the predicted probability of label 1 for each row."""
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Return each row's prediction for the label's kind.
+
+        The probability of 1 (binary), class probabilities of shape
+        ``(n, classes)`` (multi-class), or the value (continuous).
+        """
         ...
 
 
@@ -102,4 +106,4 @@ def _build(name: str, spec: ModelSpec) -> TrainingBackend:
 
 def evaluate(backend: TrainingBackend, x: np.ndarray, y: np.ndarray) -> Evaluation:
     """Score ``backend``'s current weights on a labelled set."""
-    return evaluate_probabilities(y, backend.predict_proba(x))
+    return evaluate_predictions(backend.spec.output, y, backend.predict(x))

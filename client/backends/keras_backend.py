@@ -49,13 +49,36 @@ def _single_threaded() -> None:
 
 
 def build_keras_model(spec: ModelSpec) -> keras.Model:
-    """Build the network of ``spec`` (outputs one logit)."""
+    """Build the network of ``spec`` (its last layer outputs logits or a value)."""
     layers: list[Any] = [keras.Input(shape=(spec.input_dim,))]
     layers += [
         keras.layers.Dense(width, activation=spec.activation) for width in spec.hidden
     ]
-    layers.append(keras.layers.Dense(1))
+    layers.append(keras.layers.Dense(spec.output_width))
     return keras.Sequential(layers)
+
+
+def per_example_losses(spec: ModelSpec, y: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+    """Each example's loss for the label's kind (as the PyTorch backend's).
+
+    Binary cross-entropy on one logit, cross-entropy on ``num_classes``
+    logits (``y`` holds class indices), or squared error of one value.
+    """
+    if spec.output == "multiclass":
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(y, tf.int32), logits=outputs
+        )
+    if spec.output == "continuous":
+        return tf.square(outputs[:, 0] - y)
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=outputs[:, 0])
+
+
+def _prediction(spec: ModelSpec, outputs: tf.Tensor) -> tf.Tensor:
+    if spec.output == "multiclass":
+        return tf.nn.softmax(outputs, axis=1)
+    if spec.output == "continuous":
+        return outputs[:, 0]
+    return tf.sigmoid(outputs[:, 0])
 
 
 class KerasBackend:
@@ -88,7 +111,7 @@ class KerasBackend:
         self._private_fns: dict[str, Any] = {}
         self._noisy_sum_fn = tf.function(self._noisy_gradient_sum)
         self._predict_fn = tf.function(
-            lambda x: tf.sigmoid(self.model(x, training=False))[:, 0],
+            lambda x: _prediction(spec, self.model(x, training=False)),
             input_signature=[tf.TensorSpec([None, spec.input_dim], tf.float32)],
         )
 
@@ -182,12 +205,12 @@ class KerasBackend:
         )
         return [np.asarray(g, dtype=np.float32) for g in grads]
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Return sigmoid outputs for the rows of ``x``."""
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Return the probability of 1, class probabilities, or values per row."""
         return np.asarray(self._predict_fn(tf.constant(x, tf.float32)))
 
     def _make_train_fn(self, optimizer: keras.optimizers.Optimizer) -> Any:
-        model, anchors = self.model, self._anchor
+        model, anchors, spec = self.model, self._anchor, self.spec
         signature = [
             tf.TensorSpec([None, self.spec.input_dim], tf.float32),
             tf.TensorSpec([None], tf.float32),
@@ -205,12 +228,8 @@ class KerasBackend:
                 rows = batches[step]
                 xb, yb = tf.gather(x, rows), tf.gather(y, rows)
                 with tf.GradientTape() as tape:
-                    logits = model(xb, training=True)[:, 0]
-                    loss = tf.reduce_mean(
-                        tf.nn.sigmoid_cross_entropy_with_logits(
-                            labels=yb, logits=logits
-                        )
-                    )
+                    outputs = model(xb, training=True)
+                    loss = tf.reduce_mean(per_example_losses(spec, yb, outputs))
                     variables = model.trainable_variables
                     proximal = tf.add_n(
                         [
@@ -247,9 +266,7 @@ class KerasBackend:
                 outputs.append(tf.matmul(activations, layer.kernel) + layer.bias)
                 tape.watch(outputs[-1])
                 activations = layer.activation(outputs[-1])
-            losses = tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=yb, logits=activations[:, 0]
-            )
+            losses = per_example_losses(self.spec, yb, activations)
             total_loss = tf.reduce_sum(losses)
         # Row i of each delta is example i's own gradient w.r.t. the layer's
         # pre-activation, so its kernel gradient is outer(input_i, delta_i),

@@ -42,7 +42,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def build_torch_model(spec: ModelSpec) -> nn.Sequential:
-    """Build the network of ``spec`` (outputs one logit), in float32."""
+    """Build the network of ``spec`` (logits or a value out), in float32."""
     layers: list[nn.Module] = []
     sizes = spec.layer_sizes
     for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
@@ -101,11 +101,17 @@ class TorchBackend:
                 bias = np.asarray(weights[2 * index + 1], dtype=np.float32)
                 layer.bias.copy_(torch.from_numpy(bias))
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Return sigmoid outputs for the rows of ``x``."""
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Return the probability of 1, class probabilities, or values per row."""
         with torch.no_grad():
-            logits = self.net(torch.as_tensor(x, dtype=torch.float32))[:, 0]
-            return torch.sigmoid(logits).numpy()
+            outputs = self.net(torch.as_tensor(x, dtype=torch.float32))
+            if self.spec.output == "multiclass":
+                predicted = torch.softmax(outputs, dim=1)
+            elif self.spec.output == "continuous":
+                predicted = outputs[:, 0]
+            else:
+                predicted = torch.sigmoid(outputs[:, 0])
+            return np.asarray(predicted.numpy())
 
     def train(
         self,
@@ -151,7 +157,7 @@ class TorchBackend:
             wrap_model=False,
         )
         xb, yb = _tensors(x, y)
-        _bce(net(xb)[:, 0], yb).backward()
+        label_loss(self.spec, net(xb), yb).backward()
         dp_optimizer.clip_and_accumulate()
         sums: Weights = []
         for layer in _linear_layers(net):
@@ -174,7 +180,7 @@ class TorchBackend:
         for rows in batch_indices(len(x), plan):
             index = torch.from_numpy(rows.astype(np.int64))
             optimizer.zero_grad()
-            loss = _bce(self.net(xt[index])[:, 0], yt[index])
+            loss = label_loss(self.spec, self.net(xt[index]), yt[index])
             objective = loss + 0.5 * plan.proximal_mu * _proximal(self.net, anchors)
             objective.backward()
             optimizer.step()
@@ -188,7 +194,9 @@ class TorchBackend:
         if self._private is None or self._private.setup != setup:
             if self._private is not None:
                 self._private.close()
-            self._private = _OpacusTrainer(self.net, x, y, plan, privacy, setup)
+            self._private = _OpacusTrainer(
+                self.spec, self.net, x, y, plan, privacy, setup
+            )
         return self._private
 
     def restore_accountant(self, history: Sequence[DpMechanism]) -> None:
@@ -233,6 +241,7 @@ class _OpacusTrainer:
 
     def __init__(
         self,
+        spec: ModelSpec,
         net: nn.Sequential,
         x: np.ndarray,
         y: np.ndarray,
@@ -241,6 +250,7 @@ class _OpacusTrainer:
         setup: _PrivateSetup,
     ) -> None:
         self.setup = setup
+        self.spec = spec
         self.net = net
         for parameter in net.parameters():  # left over from plain training
             parameter.grad_sample = None  # type: ignore[attr-defined]
@@ -289,7 +299,7 @@ class _OpacusTrainer:
         total = 0.0
         for _, (xb, yb) in zip(range(plan.local_steps), self._batches(), strict=False):
             self.optimizer.zero_grad()
-            loss = _bce(self.net(xb)[:, 0], yb)
+            loss = label_loss(self.spec, self.net(xb), yb)
             loss.backward()
             if self.optimizer.pre_step():
                 _add_proximal(self.net, anchors, plan.proximal_mu)
@@ -323,8 +333,17 @@ def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def _bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(logits, labels)
+def label_loss(spec: ModelSpec, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The mean loss for the label's kind (as the Keras backend's, per example).
+
+    Binary cross-entropy on one logit, cross-entropy on ``num_classes``
+    logits (``y`` holds class indices), or squared error of one value.
+    """
+    if spec.output == "multiclass":
+        return nn.functional.cross_entropy(outputs, y.long())
+    if spec.output == "continuous":
+        return nn.functional.mse_loss(outputs[:, 0], y)
+    return nn.functional.binary_cross_entropy_with_logits(outputs[:, 0], y)
 
 
 def _proximal(net: nn.Module, anchors: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -31,9 +31,7 @@ def test_forward_pass_matches_numpy(hidden):
     weights = initial_weights(spec, 7)
     backend.set_weights(weights)
     x = load_hospital("hungary").x_test
-    np.testing.assert_allclose(
-        backend.predict_proba(x), numpy_forward(weights, x), atol=1e-5
-    )
+    np.testing.assert_allclose(backend.predict(x), numpy_forward(weights, x), atol=1e-5)
 
 
 def test_weights_round_trip_in_canonical_layout():
@@ -58,7 +56,7 @@ def test_backend_is_built_once_per_process_and_traced_once():
             data.y_train,
             TrainPlan(learning_rate=0.01, local_steps=steps, batch_size=4),
         )
-        backend.predict_proba(data.x_test)
+        backend.predict(data.x_test)
     assert backend._train_fns["sgd"].experimental_get_tracing_count() == 1
     assert backend._predict_fn.experimental_get_tracing_count() == 1
 
