@@ -1,13 +1,16 @@
 """What one round of local training does, independent of the framework.
 
-A :class:`TrainPlan` is the frozen description of local training (optimizer,
-learning rate, steps, batch size, proximal term, seed). ``batch_indices``
+A :class:`HospitalData` is what local training reads: one hospital's
+standardised training and test arrays. A :class:`TrainPlan` is the frozen
+description of local training (optimizer, learning rate, steps, batch size,
+proximal term, seed). ``batch_indices``
 draws the mini-batches with NumPy, so every backend visits the same examples
 in the same order for the same seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,3 +97,38 @@ def batch_indices(num_examples: int, plan: TrainPlan) -> np.ndarray:
     epochs = -(-needed // num_examples)
     order = np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])
     return order[:needed].reshape(plan.local_steps, plan.batch_size).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class HospitalData:
+    """One hospital's model inputs: training and test sets.
+
+    Attributes
+    ----------
+    hospital : str
+        The hospital's name.
+    x_train, x_test : numpy.ndarray
+        float32 feature matrices, standardised with training statistics.
+    y_train, y_test : numpy.ndarray
+        float32 labels: 0/1, class indices, or values (the task's label).
+
+    """
+
+    hospital: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        """Number of model inputs."""
+        return int(self.x_train.shape[1])
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the training set: what a privacy ledger accounts for."""
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()

@@ -16,13 +16,17 @@ from pathlib import Path
 from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError
 from hospfed.common.schema import DatasetSchema, load_schema
+from hospfed.common.task import LearningTask, load_task
 
 __all__ = [
     "BUILTIN_SCHEMAS",
+    "BUILTIN_TASKS",
     "DEFAULT_RAW_SCHEMA",
     "FED_HEART_RAW_SCHEMA",
     "FED_HEART_SCHEMA",
+    "FED_HEART_TASK",
     "resolve_schema",
+    "resolve_task",
 ]
 
 DEFAULT_RAW_SCHEMA = FED_HEART_RAW_SCHEMA.name
@@ -32,6 +36,12 @@ BUILTIN_SCHEMAS: Mapping[str, DatasetSchema] = {
     schema.name: schema for schema in (FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA)
 }
 """Schemas ``--schema`` accepts by name."""
+
+FED_HEART_TASK = load_task(Path(__file__).with_name("fed-heart-disease.task.toml"))
+"""Fed-Heart-Disease's learning task: FLamby's protocol, as a task file."""
+
+BUILTIN_TASKS: Mapping[str, LearningTask] = {FED_HEART_TASK.name: FED_HEART_TASK}
+"""Tasks ``--task`` accepts by name."""
 
 
 def resolve_schema(name_or_path: str) -> DatasetSchema:
@@ -63,3 +73,23 @@ def resolve_schema(name_or_path: str) -> DatasetSchema:
             f"({', '.join(BUILTIN_SCHEMAS)}) and no such file"
         )
     return load_schema(path)
+
+
+def resolve_task(name_or_path: str) -> LearningTask:
+    """Return a built-in task by name, or read a task file.
+
+    Raises
+    ------
+    ConfigError
+        If it is neither a built-in name nor a readable, valid task file.
+
+    """
+    if name_or_path in BUILTIN_TASKS:
+        return BUILTIN_TASKS[name_or_path]
+    path = Path(name_or_path)
+    if not path.exists():
+        raise ConfigError(
+            f"unknown task {name_or_path!r}: not a built-in task "
+            f"({', '.join(BUILTIN_TASKS)}) and no such file"
+        )
+    return load_task(path)

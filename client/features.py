@@ -1,0 +1,183 @@
+"""A hospital's model inputs, built from its prepared data by the learning task.
+
+:func:`build_inputs` turns a prepared (de-identified) frame into standardised
+training and test arrays exactly as the federation's
+:class:`~hospfed.common.task.LearningTask` declares: missing values dropped
+or imputed per column, the label mapped to 0/1, a class index or a value,
+categorical columns one-hot encoded over the task's levels, each hospital's
+own train/test split, and standardisation by the hospital's training
+statistics. A task that does not fit the data is refused before anything is
+trained, with an error naming the column (never a patient value).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from hospfed.common.errors import DataError, SchemaError
+from hospfed.common.task import Feature, Label, LearningTask
+from hospfed.common.training import HospitalData
+
+__all__ = ["build_inputs", "check_task_fits"]
+
+Floats = npt.NDArray[np.float64]
+
+
+def check_task_fits(frame: pd.DataFrame, task: LearningTask) -> None:
+    """Refuse a task whose columns the data does not have.
+
+    Raises
+    ------
+    SchemaError
+        Naming the first missing column.
+
+    """
+    for column in (*(f.column for f in task.features), task.label.column):
+        if column not in frame.columns:
+            raise SchemaError(
+                f"task {task.name!r} reads column {column!r}, which this "
+                "hospital's prepared data does not have"
+            )
+
+
+def build_inputs(
+    frame: pd.DataFrame, task: LearningTask, hospital: str
+) -> HospitalData:
+    """Build one hospital's model inputs from its prepared data.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The hospital's prepared (de-identified) rows.
+    task : LearningTask
+        The federation's task.
+    hospital : str
+        The hospital's name (for messages).
+
+    Returns
+    -------
+    HospitalData
+        float32 standardised inputs and labels, split as the task says.
+
+    Raises
+    ------
+    SchemaError
+        If a column the task reads is missing.
+    DataError
+        If a value does not fit the task (a level not in the task's list, a
+        label of the wrong kind, text where numbers are expected), or too few
+        rows are left; the message names the column and counts, never values.
+
+    """
+    check_task_fits(frame, task)
+    kept = _complete_rows(frame, task)
+    if len(kept) < 2:
+        raise DataError(
+            f"{hospital}: {len(kept)} rows left after dropping rows with missing "
+            f"values of task {task.name!r}; the task cannot be trained here"
+        )
+    labels = _label_values(kept[task.label.column], task.label)
+    inputs = np.concatenate(
+        [_encoded(kept[f.column], f) for f in task.features], axis=1
+    )
+    train, test = _split(labels, task)
+    if task.standardise == "hospital":
+        mean, std = inputs[train].mean(axis=0), inputs[train].std(axis=0)
+        std[std == 0] = 1.0  # a constant input (one level everywhere) stays 0
+        inputs = (inputs - mean) / std
+    scaled = inputs.astype(np.float32)
+    return HospitalData(
+        hospital=hospital,
+        x_train=scaled[train],
+        y_train=labels[train],
+        x_test=scaled[test],
+        y_test=labels[test],
+    )
+
+
+def _complete_rows(frame: pd.DataFrame, task: LearningTask) -> pd.DataFrame:
+    columns = [f.column for f in task.features] + [task.label.column]
+    kept = frame[columns].copy()
+    for feature in task.features:
+        if feature.missing == "impute":
+            kept[feature.column] = kept[feature.column].fillna(feature.impute)
+    return kept.dropna(axis=0)
+
+
+def _label_values(values: pd.Series, label: Label) -> npt.NDArray[np.float32]:
+    name = f"label {label.column!r}"
+    if label.kind == "continuous":
+        return np.asarray(_numbers(values, name), dtype=np.float32)
+    if label.kind == "multiclass":
+        codes = pd.Index(label.classes).get_indexer(values)
+        _refuse_unknown(codes < 0, name, "classes")
+        return np.asarray(codes, dtype=np.float32)
+    positive = values.isin(label.positive).to_numpy()
+    negative = values.isin(label.negative).to_numpy()
+    _refuse_unknown(~(positive | negative), name, "'positive' or 'negative' values")
+    return np.asarray(positive, dtype=np.float32)
+
+
+def _encoded(values: pd.Series, feature: Feature) -> Floats:
+    name = f"feature {feature.column!r}"
+    if feature.kind == "categorical":
+        levels = pd.Index(feature.levels)
+        codes = levels.get_indexer(values)
+        _refuse_unknown(codes < 0, name, "levels")
+        kept = levels[1:] if feature.drop_first else levels
+        return np.stack(
+            [codes == levels.get_loc(level) for level in kept], axis=1
+        ).astype(np.float64)
+    numbers = _numbers(values, name)
+    if feature.kind == "binary":
+        _refuse_unknown(~np.isin(numbers, (0.0, 1.0)), name, "values 0 and 1")
+    return numbers[:, None]
+
+
+def _numbers(values: pd.Series, name: str) -> Floats:
+    if not (
+        pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+    ):
+        raise DataError(
+            f"{name}: the task reads it as numbers but the data holds "
+            f"{values.dtype} values; check the task against the schema"
+        )
+    return np.asarray(values.to_numpy(dtype=np.float64), dtype=np.float64)
+
+
+def _refuse_unknown(unknown: npt.NDArray[np.bool_], name: str, allowed: str) -> None:
+    count = int(unknown.sum())
+    if count:
+        raise DataError(
+            f"{name}: {count} values are not among the task's {allowed}; every "
+            "hospital must use the task's coding (values are not shown)"
+        )
+
+
+def _split(
+    labels: npt.NDArray[np.float32], task: LearningTask
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    from sklearn.model_selection import train_test_split
+
+    split = task.split
+    stratify = (
+        labels
+        if split.stratify and task.label.kind != "continuous" and _can_stratify(labels)
+        else None
+    )
+    train, test = train_test_split(
+        np.arange(len(labels)),
+        test_size=1.0 - split.train_fraction,
+        train_size=split.train_fraction,
+        random_state=split.seed,
+        shuffle=True,
+        stratify=stratify,
+    )
+    return np.sort(train), np.sort(test)
+
+
+def _can_stratify(labels: npt.NDArray[np.float32]) -> bool:
+    levels, counts = np.unique(labels, return_counts=True)
+    return len(levels) > 1 and bool(np.all(counts > 2))
