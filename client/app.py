@@ -3,7 +3,8 @@
 A :class:`HospitalClient` trains the global model on the hospital's own
 training set and evaluates it on its own test set. Its backend (the model)
 is built once per process and kept warm; its data is loaded once per
-process. It answers with whitelisted metrics only.
+process. Every reply passes :mod:`hospfed.client.outgoing` (the model's
+arrays and whitelisted metrics only, recorded in the hospital's audit log).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from flwr.common import NDArrays, Scalar
 
 from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
+from hospfed.client.outgoing import make_outgoing_policy
 from hospfed.client.privacy import HospitalPrivacy, ledger_mac_key
 from hospfed.common.errors import ConfigError
 from hospfed.common.protocol import (
-    METRIC_WHITELIST,
     Key,
     decode_plan,
     decode_round,
@@ -50,31 +51,6 @@ def hospital_seed(run_seed: int, server_round: int, hospital: str) -> int:
     """
     entropy = [run_seed, server_round, zlib.crc32(hospital.encode())]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
-def whitelisted(metrics: Mapping[str, Scalar]) -> dict[str, Scalar]:
-    """Pass metrics through the whitelist.
-
-    Parameters
-    ----------
-    metrics : Mapping
-        What the hospital is about to send.
-
-    Returns
-    -------
-    dict
-        The same metrics.
-
-    Raises
-    ------
-    ConfigError
-        If any name is not in :data:`~hospfed.common.protocol.METRIC_WHITELIST`.
-
-    """
-    extra = set(metrics) - METRIC_WHITELIST
-    if extra:
-        raise ConfigError(f"metrics {sorted(extra)} are not whitelisted")
-    return dict(metrics)
 
 
 class HospitalClient(NumPyClient):
@@ -149,7 +125,7 @@ class HospitalClient(NumPyClient):
             )
             backend.train(self.data.x_train, self.data.y_train, plan, authorised.step)
             metrics[Key.EPSILON] = authorised.epsilon_after
-        return backend.get_weights(), len(self.data.y_train), whitelisted(metrics)
+        return backend.get_weights(), len(self.data.y_train), metrics
 
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
@@ -165,7 +141,7 @@ class HospitalClient(NumPyClient):
             metrics |= {Key.ACCURACY: result.accuracy, Key.MACRO_F1: result.macro_f1}
         else:
             metrics |= {Key.RMSE: result.rmse, Key.MAE: result.mae}
-        return result.loss, result.num_examples, whitelisted(metrics)
+        return result.loss, result.num_examples, metrics
 
 
 SettingsResolver = Callable[[Context], NodeSettings]
@@ -220,7 +196,7 @@ def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> Cl
             load_hospital_data(settings), settings, str(context.run_id)
         ).to_client()
 
-    return ClientApp(client_fn=client_fn)
+    return ClientApp(client_fn=client_fn, mods=[make_outgoing_policy(resolve)])
 
 
 app = make_client_app()

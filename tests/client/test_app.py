@@ -9,7 +9,6 @@ from hospfed.client.app import (
     HospitalClient,
     hospital_seed,
     settings_by_partition,
-    whitelisted,
 )
 from hospfed.client.data import HospitalDataset, NodeSettings
 from hospfed.client.privacy import PrivacySettings
@@ -95,8 +94,10 @@ def test_a_model_that_does_not_fit_the_data_is_refused():
 
 
 def test_non_whitelisted_metrics_never_leave():
+    from hospfed.client.outgoing import check_reply
+
     with pytest.raises(ConfigError, match="not whitelisted"):
-        whitelisted({"hospital": "x", "patient-age": 54})
+        check_reply([], {"hospital": "x", "patient-age": 54}, {})
 
 
 def test_node_settings_need_a_prepared_dataset_its_key_and_a_known_backend():
