@@ -13,18 +13,27 @@ lists the embedded federation.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import click
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hospfed.client.data import NodeSettings, load_hospital_data, open_prepared
-from hospfed.client.prepare import prepare_export
+from hospfed.client.data import (
+    NodeSettings,
+    check_dataset_file,
+    load_hospital_data,
+    open_prepared,
+)
+from hospfed.client.prepare import DEFAULT_MIN_ROWS, prepare_export
 from hospfed.client.privacy import PrivacyLedger, ledger_lock, load_ledger
 from hospfed.client.vault import (
     KeySource,
@@ -36,7 +45,7 @@ from hospfed.common.cli import make_app, run_app
 from hospfed.common.datasets import DEFAULT_RAW_SCHEMA, resolve_schema
 from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.datasets.heart_export import hospital_raw_export, write_raw_export
-from hospfed.common.errors import ConfigError
+from hospfed.common.errors import ConfigError, DataError, HospfedError
 
 PROG = "hospfed-client"
 app = make_app("The hospital side of hospfed: runs next to the hospital's data.")
@@ -59,6 +68,40 @@ def key_source(key: Path | None, passphrase_env: str | None) -> KeySource:
     """The key file or the passphrase; exactly one must be given."""
     return open_key_source(
         key, passphrase_env, names=("--key FILE", "--passphrase-env VAR")
+    )
+
+
+@contextlib.contextmanager
+def no_patient_values(command: str) -> Iterator[None]:
+    """Turn any unexpected exception into one line that cannot hold a value.
+
+    hospfed's own errors say what is wrong without patient values, and
+    pass through. Any other exception (pandas', pyarrow's, NumPy's, a bug)
+    may quote the data in its message, so only its type and where it was
+    raised (file and line of code) are shown. An operating system error
+    (disk full, permission denied) passes through: its message is the
+    system's.
+    """
+    try:
+        yield
+    except (HospfedError, click.exceptions.Exit, click.ClickException):
+        raise
+    except OSError as error:
+        if error.errno is None:  # a library's own message, not the system's
+            raise _unexpected(command, error) from None
+        raise  # "[Errno 28] No space left on device: 'site.hfd'"
+    except Exception as error:
+        raise _unexpected(command, error) from None
+
+
+def _unexpected(command: str, error: Exception) -> DataError:
+    frames = traceback.extract_tb(error.__traceback__)
+    last = frames[-1] if frames else None
+    where = "" if last is None else f" at {Path(last.filename).name}:{last.lineno}"
+    return DataError(
+        f"{command} failed: unexpected {type(error).__name__}{where} (its "
+        "message is not shown: it may hold patient data); nothing was written. "
+        "Please report this as a bug"
     )
 
 
@@ -98,12 +141,30 @@ def prepare(
     passphrase_env: PassphraseOption = None,
     k: Annotated[
         int | None,
-        typer.Option(min=2, help="Suppress rows in quasi-identifier groups < k."),
+        typer.Option(
+            min=1,
+            help="Suppress rows in quasi-identifier groups < k (1: no k check).",
+        ),
     ] = None,
+    min_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Refuse to write fewer rows than this (before or after --k).",
+        ),
+    ] = DEFAULT_MIN_ROWS,
 ) -> None:
     """De-identify a raw export and write it encrypted; nothing on failure."""
     source = key_source(key, passphrase_env)
-    result = prepare_export(raw, out, schema=resolve_schema(schema), key=source, k=k)
+    with no_patient_values("prepare"):
+        result = prepare_export(
+            raw,
+            out,
+            schema=resolve_schema(schema),
+            key=source,
+            k=k,
+            min_rows=min_rows,
+        )
     for line in result.report.to_lines():
         print(line)
     print(
@@ -119,8 +180,10 @@ def inspect(
 ) -> None:
     """Show a prepared dataset's schema, rows and label balance, no values."""
     source = key_source(key, passphrase_env)
-    header = read_header(dataset)
-    prepared = open_prepared(dataset, source)
+    with no_patient_values("inspect"):
+        check_dataset_file(dataset)
+        header = read_header(dataset)
+        prepared = open_prepared(dataset, source)
     table = Table(title=f"{dataset} (no patient values shown)")
     table.add_column("")
     table.add_column("value")
@@ -165,7 +228,8 @@ def check(
         key_file=key,
         passphrase_env=passphrase_env,
     )
-    data = load_hospital_data(settings).data
+    with no_patient_values("check"):
+        data = load_hospital_data(settings).data
     table = Table(title=f"{data.hospital}: model inputs (no patient values shown)")
     for column in ("split", "rows", "features", "label 1 share"):
         table.add_column(column)

@@ -31,11 +31,12 @@ from hospfed.client.vault import (
 from hospfed.common.config import get_choice
 from hospfed.common.datasets.heart import (
     CLINICAL_COLUMNS,
-    HospitalData,
+    DROPPED_COLUMNS,
     prepare_hospital,
 )
 from hospfed.common.errors import ConfigError, DataError, SchemaError
 from hospfed.common.schema import DatasetSchema, loads_schema
+from hospfed.common.training import HospitalData
 
 
 class Meta:
@@ -49,6 +50,7 @@ class Meta:
 
 
 _KEY_NAMES = ("'key-file'", "'passphrase-env'")  # node config keys
+_MIN_TRAINING_ROWS = 2  # FLamby's split: at least one train and one test row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +147,30 @@ class PreparedDataset:
     prepared_at: str
 
 
+def check_dataset_file(path: Path) -> None:
+    """Refuse, before decrypting, what cannot be a prepared dataset.
+
+    A directory and an empty file get their own message (a missing file is
+    reported by the reader).
+
+    Raises
+    ------
+    DataError
+        If ``path`` is a directory or an empty file.
+
+    """
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a directory, not a prepared dataset; give the .hfd file "
+            "written by hospfed-client prepare"
+        )
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(
+            f"{path} is an empty file (0 bytes), not a prepared dataset; run "
+            "hospfed-client prepare again"
+        )
+
+
 def open_prepared(path: Path, key: KeySource) -> PreparedDataset:
     """Decrypt a prepared dataset in memory and check it against its schema.
 
@@ -153,20 +179,35 @@ def open_prepared(path: Path, key: KeySource) -> PreparedDataset:
     DecryptionError
         If the key is wrong or the file was altered.
     DataError
-        If the file was not written by ``prepare`` or its schema and rows
-        disagree.
+        If the file is empty or a directory, was not written by ``prepare``,
+        its schema and rows disagree, or it holds no rows.
 
     """
+    check_dataset_file(path)
     frame, metadata = read_encrypted_frame(path, key)
     if Meta.SCHEMA not in metadata or Meta.FINGERPRINT not in metadata:
         raise DataError(
             f"{path} is encrypted but is not a prepared dataset (no schema inside); "
             "write it with hospfed-client prepare"
         )
-    schema = loads_schema(metadata[Meta.SCHEMA])
+    try:
+        schema = loads_schema(metadata[Meta.SCHEMA])
+    except (ConfigError, SchemaError) as error:
+        raise DataError(f"{path}: the schema inside cannot be read: {error}") from None
     if schema.fingerprint() != metadata[Meta.FINGERPRINT]:
         raise DataError(f"{path}: the schema inside does not match its fingerprint")
-    schema.validate(frame)
+    try:
+        schema.validate(frame)
+    except SchemaError as error:
+        raise SchemaError(
+            f"{path}: its rows do not match the schema inside ({error}); run "
+            "hospfed-client prepare again"
+        ) from None
+    if frame.empty:
+        raise DataError(
+            f"{path} holds no rows: there is nothing to train on; run "
+            "hospfed-client prepare again on the full export"
+        )
     return PreparedDataset(frame, schema, metadata.get(Meta.PREPARED_AT, "unknown"))
 
 
@@ -194,4 +235,11 @@ def _load(settings: NodeSettings) -> HospitalDataset:
             f"{missing}, which this dataset does not have"
         )
     table = prepared.frame[list(CLINICAL_COLUMNS)].astype("float64")
+    complete = len(table.drop(columns=list(DROPPED_COLUMNS)).dropna(axis=0))
+    if complete < _MIN_TRAINING_ROWS:
+        raise DataError(
+            f"{data}: {complete} of its {len(table)} rows have every value the "
+            f"training protocol uses, fewer than the {_MIN_TRAINING_ROWS} it needs "
+            "for a train and a test set; prepare a larger export"
+        )
     return HospitalDataset(prepare_hospital(settings.hospital, table), prepared.schema)

@@ -5,6 +5,7 @@ import pytest
 
 from hospfed.client.cli import main
 from hospfed.client.privacy import LEDGER_FILE, DpMechanism, PrivacyLedger
+from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
 
 
 def run(capsys, *argv):
@@ -59,10 +60,12 @@ def test_data_steward_workflow_from_keygen_to_check(tmp_path, capsys):
     )
     assert code == 0, out
     assert "rows: 200 in, 200 out" in out and "k-anonymity" in out
-    assert "dropped (7)" in out and "pseudonymised (1): mrn" in out
+    dropped = [c.name for c in FED_HEART_RAW_SCHEMA.columns if c.action == "drop"]
+    assert f"dropped ({len(dropped)})" in out and "pseudonymised (1): mrn" in out
     code, out, _ = run(capsys, "inspect", str(data), "--key", str(key))
     assert code == 0
-    assert "fed-heart-disease v1" in out and "200" in out and "label 'num'" in out
+    assert f"{FED_HEART_SCHEMA.name} v{FED_HEART_SCHEMA.version}" in out
+    assert "200" in out and "label 'num'" in out
     exported = pd.read_csv(raw, dtype=str, keep_default_na=False)
     for column in ("mrn", "patient_name", "ssn", "phone", "email"):
         assert not any(value and value in out for value in exported[column])
@@ -110,3 +113,61 @@ def test_prepare_with_a_broken_export_writes_nothing(tmp_path, capsys):
     assert code == 2 and "chol" in err
     assert not (tmp_path / "o.hfd").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.csv", "site.key"]
+
+
+@pytest.mark.parametrize("command", ["prepare", "inspect", "check"])
+def test_an_unexpected_error_is_one_line_without_its_message(
+    tmp_path, capsys, monkeypatch, command
+):
+    # A library's message may quote the data: only its type and place are shown.
+    from hospfed.client import cli
+
+    def boom(*args, **kwargs):
+        raise ValueError("could not convert 'Angela Frazier 868-20-9730' to float")
+
+    target = {
+        "prepare": "prepare_export",
+        "inspect": "open_prepared",
+        "check": "load_hospital_data",
+    }[command]
+    monkeypatch.setattr(cli, target, boom)
+    key, raw = tmp_path / "site.key", tmp_path / "raw.csv"
+    run(capsys, "keygen", "--out", str(key))
+    (tmp_path / "site.hfd").write_bytes(b"x")
+    monkeypatch.setattr(cli, "read_header", lambda path: None)
+    argv = {
+        "prepare": ["prepare", str(raw), "--out", str(tmp_path / "o.hfd")],
+        "inspect": ["inspect", str(tmp_path / "site.hfd")],
+        "check": ["check", str(tmp_path / "site.hfd")],
+    }[command]
+    code, out, err = run(capsys, *argv, "--key", str(key))
+    assert code == 2 and err.count("\n") == 1
+    assert f"{command} failed: unexpected ValueError at test_cli.py:" in err
+    assert "report this as a bug" in err
+    assert "Frazier" not in out + err and "868" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (OSError(28, "No space left on device", "site.hfd"), "No space left on device"),
+        (OSError("Couldn't deserialize: Angela Frazier"), "unexpected OSError at"),
+    ],
+    ids=["system", "library"],
+)
+def test_a_system_error_is_shown_a_library_os_error_is_not(
+    tmp_path, capsys, monkeypatch, error, shown
+):
+    from hospfed.client import cli
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "prepare_export", fail)
+    key = tmp_path / "site.key"
+    run(capsys, "keygen", "--out", str(key))
+    code, _, err = run(
+        capsys, "prepare", str(tmp_path / "r.csv"), "--out", "o.hfd", "--key", str(key)
+    )
+    assert code != 0 and err.count("\n") == 1 and shown in err
+    assert "Frazier" not in err

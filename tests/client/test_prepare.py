@@ -2,6 +2,7 @@
 
 import re
 import stat
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def test_training_data_from_the_encrypted_file_equals_the_embedded_data(
 def test_planted_identifiers_never_reach_the_prepared_file(tmp_path):
     raw = synthetic_raw_export(10_000, seed=11)
     planted = planted_identifiers(raw)
-    result, out, key = prepared(tmp_path, raw)
+    result, out, key = prepared(tmp_path, raw, k=1)  # no k-anonymity: every row
     frame, metadata = read_encrypted_frame(out, key)
     assert len(frame) == 10_000 and result.report.rows_out == 10_000
     cells = frame.astype(str).to_numpy()
@@ -90,29 +91,50 @@ def test_round_trip_gives_back_exactly_the_prepared_frame(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
+def with_quasi_identifiers(*names):
+    """The built-in raw schema whose only quasi-identifiers are ``names``.
+
+    ``names`` are clinical columns; every column that would give another
+    quasi-identifier (a year, a 3-digit ZIP, ...) is dropped.
+    """
+    columns = tuple(
+        replace(c, role="quasi_identifier")
+        if c.name in names
+        else replace(c, deid="drop")
+        if c.role == "quasi_identifier" or c.action in ("year", "zip3")
+        else c
+        for c in FED_HEART_RAW_SCHEMA.columns
+    )
+    schema = replace(FED_HEART_RAW_SCHEMA, name="qi-raw", columns=columns)
+    assert set(schema.deidentified().quasi_identifiers) == set(names)
+    return schema
+
+
 def test_report_counts_what_was_done(tmp_path):
     result, _, _ = prepared(tmp_path, hospital_raw_export("va", seed=2))
     report = result.report
     assert report.rows_in == report.rows_out == 200 and report.rows_suppressed == 0
-    assert set(report.dropped) == {
-        "patient_name",
-        "ssn",
-        "street_address",
-        "city",
-        "phone",
-        "email",
-        "health_plan_id",
-    }
+    schema = FED_HEART_RAW_SCHEMA
+    assert set(report.dropped) == {c.name for c in schema.columns if c.action == "drop"}
+    assert {"patient_name", "ssn", "phone", "email"} <= set(report.dropped)
     assert report.pseudonymised == ("mrn",)
     lines = "\n".join(report.to_lines())
     assert "k-anonymity over" in lines and "rows: 200 in, 200 out" in lines
 
 
 def test_k_suppression_removes_rows_in_small_groups(tmp_path):
-    result, out, key = prepared(tmp_path, hospital_raw_export("cleveland"), k=2)
+    key = generate_key_file(tmp_path / "site.key")
+    write_raw_export(hospital_raw_export("cleveland"), tmp_path / "raw.csv")
+    result = prepare_export(
+        tmp_path / "raw.csv",
+        tmp_path / "site.hfd",
+        schema=with_quasi_identifiers("age", "sex"),
+        key=key,
+        k=2,
+    )
     assert result.report.rows_suppressed > 0
     assert result.report.k_anonymity.min_group_size >= 2
-    frame, _ = read_encrypted_frame(out, key)
+    frame, _ = read_encrypted_frame(tmp_path / "site.hfd", key)
     assert len(frame) == 303 - result.report.rows_suppressed
 
 
@@ -149,12 +171,17 @@ def test_a_passphrase_works_instead_of_a_key_file(tmp_path, monkeypatch):
 def test_an_identifier_left_in_a_kept_column_fails_closed(tmp_path):
     # A hospital's own schema keeps a text column; one row carries a phone
     # number in it. prepare must refuse and write nothing.
-    text = dumps_schema(FED_HEART_RAW_SCHEMA)
-    text = text.replace('"name": "state"', '"name": "referral"').replace(
-        '"pattern": "[A-Z]{2}"', '"pattern": ".*"'
+    mine = replace(
+        FED_HEART_RAW_SCHEMA,
+        columns=tuple(
+            replace(c, name="referral", pattern=".*", deid="keep")
+            if c.name == "state"
+            else c
+            for c in FED_HEART_RAW_SCHEMA.columns
+        ),
     )
     schema_path = tmp_path / "mine.json"
-    schema_path.write_text(text)
+    schema_path.write_text(dumps_schema(mine))
     schema = load_schema(schema_path)
     raw = hospital_raw_export("va").rename(columns={"state": "referral"})
     raw["referral"] = "clinic"
@@ -177,5 +204,8 @@ def test_missing_or_unreadable_raw_exports_are_clear_errors(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_raw_export(tmp_path / "nope.csv", FED_HEART_RAW_SCHEMA)
     (tmp_path / "bad.csv").write_bytes(b'mrn,patient_name\n"unterminated\n')
-    with pytest.raises(DataError, match="cannot be read"):
+    with pytest.raises(DataError, match="line 2: a double quote .* never closed"):
         read_raw_export(tmp_path / "bad.csv", FED_HEART_RAW_SCHEMA)
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(DataError, match="is not a file"):
+        read_raw_export(tmp_path / "folder.csv", FED_HEART_RAW_SCHEMA)
