@@ -17,7 +17,6 @@ import contextlib
 import sys
 import traceback
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -33,12 +32,11 @@ from hospfed.client.data import (
     load_hospital_data,
     open_prepared,
 )
+from hospfed.client.options import KeyOption, PassphraseOption, key_source
 from hospfed.client.prepare import DEFAULT_MIN_ROWS, prepare_export
-from hospfed.client.privacy import PrivacyLedger, ledger_lock, load_ledger
+from hospfed.client.stewardship import audit_app, budget_app
 from hospfed.client.vault import (
-    KeySource,
     generate_key_file,
-    open_key_source,
     read_header,
 )
 from hospfed.common.cli import make_app, run_app
@@ -49,26 +47,6 @@ from hospfed.common.errors import ConfigError, DataError, HospfedError
 
 PROG = "hospfed-client"
 app = make_app("The hospital side of hospfed: runs next to the hospital's data.")
-
-
-KeyOption = Annotated[
-    Path | None,
-    typer.Option("--key", help="The hospital's key file (from keygen)."),
-]
-PassphraseOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Use a passphrase instead of a key file, read from this "
-        "environment variable (e.g. HOSPFED_PASSPHRASE)."
-    ),
-]
-
-
-def key_source(key: Path | None, passphrase_env: str | None) -> KeySource:
-    """The key file or the passphrase; exactly one must be given."""
-    return open_key_source(
-        key, passphrase_env, names=("--key FILE", "--passphrase-env VAR")
-    )
 
 
 @contextlib.contextmanager
@@ -241,80 +219,8 @@ def check(
     Console().print(table)
 
 
-budget_app = typer.Typer(
-    help="The hospital's lifetime privacy budget: show, init, raise.",
-    no_args_is_help=True,
-)
 app.add_typer(budget_app, name="budget")
-StateDirOption = Annotated[
-    Path,
-    typer.Option(help="The client's state directory (node config 'state-dir')."),
-]
-
-
-@budget_app.command("show")
-def budget_show(state_dir: StateDirOption) -> None:
-    """Print the privacy budget spent and remaining, from the ledger."""
-    ledger = load_ledger(state_dir)
-    spent = ledger.spent()
-    runs = sorted({entry.run for entry in ledger.entries})
-    table = Table(title=f"privacy budget ({ledger.path})")
-    table.add_column("")
-    table.add_column("value", justify="right")
-    table.add_row("epsilon spent", f"{spent:.4f}")
-    table.add_row("epsilon budget", f"{ledger.epsilon_budget:g}")
-    table.add_row("epsilon remaining", f"{ledger.remaining():.4f}")
-    table.add_row("delta", f"{ledger.delta:g}")
-    table.add_row("DP rounds recorded", str(len(ledger.entries)))
-    table.add_row("runs", str(len(runs)))
-    if ledger.entries:
-        last = ledger.entries[-1]
-        table.add_row(
-            "last round",
-            f"{last.run} round {last.server_round} ({_when(last.recorded_at)})",
-        )
-        table.add_row(
-            "noise multiplier (last)", f"{last.mechanism.noise_multiplier:.4g}"
-        )
-        table.add_row("clip norm (last)", f"{last.clip_norm:g}")
-    for change in ledger.budget_changes:
-        table.add_row(
-            f"raised {_when(change.changed_at)}",
-            f"{change.previous:g} -> {change.epsilon:g}: {change.reason}",
-        )
-    table.add_row("accountant", "RDP (Opacus's analysis), Poisson-sampled Gaussian")
-    Console().print(table)
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-@budget_app.command("init")
-def budget_init(
-    state_dir: StateDirOption,
-    epsilon: Annotated[float, typer.Option(help="The lifetime epsilon budget.")],
-    delta: Annotated[float, typer.Option(help="The delta it is spent at.")] = 1e-3,
-) -> None:
-    """Fix the lifetime budget before the first DP run (once per dataset)."""
-    ledger = PrivacyLedger.init(state_dir, epsilon=epsilon, delta=delta)
-    print(f"lifetime budget epsilon {epsilon:g} (delta {delta:g}) in {ledger.path}")
-
-
-@budget_app.command("raise")
-def budget_raise(
-    state_dir: StateDirOption,
-    epsilon: Annotated[float, typer.Option(help="The new lifetime epsilon budget.")],
-    reason: Annotated[str, typer.Option(help="Why (kept in the ledger).")],
-) -> None:
-    """Raise the lifetime budget; the ledger records when and why."""
-    with ledger_lock(state_dir):
-        ledger = load_ledger(state_dir)
-        change = ledger.raise_budget(epsilon, reason=reason)
-    print(
-        f"lifetime budget raised from epsilon {change.previous:g} to "
-        f"{change.epsilon:g} in {ledger.path}"
-    )
+app.add_typer(audit_app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -246,9 +246,11 @@ def write_raw_export(frame: pd.DataFrame, path: Path) -> None:
             f"use one of {', '.join(EXPORT_SUFFIXES)}"
         )
     if tuple(frame.columns) != RAW_EXPORT_COLUMNS:
+        # Column names are not shown: a frame without its header would show a
+        # patient's values as names.
         raise SchemaError(
-            f"raw export {path}: columns {list(frame.columns)} are not the raw "
-            f"export's {list(RAW_EXPORT_COLUMNS)}"
+            f"raw export {path}: the frame's {len(frame.columns)} columns are not "
+            f"the raw export's {len(RAW_EXPORT_COLUMNS)} columns in order"
         )
     data = _csv_bytes(frame) if suffix == ".csv" else _parquet_bytes(frame)
     path.parent.mkdir(parents=True, exist_ok=True)
