@@ -4,12 +4,17 @@
 :class:`~hospfed.common.schema.contract.Column`): direct identifiers are dropped or
 replaced by keyed pseudonyms (HMAC-SHA256 under a per-hospital secret, never
 a plain hash); dates keep their year or are shifted by a secret per-patient
-offset; ages over 89 become 90; ZIP codes keep 3 digits, or ``000`` in the
-sparsely populated areas of :data:`RESTRICTED_ZIP3`; free text is scrubbed
-of the row's own identifier values (the words of the patient's name, the
-street address, the city) and of identifier patterns
-(:data:`~hospfed.client.deid.patterns.IDENTIFIER_PATTERNS`); a k-anonymity
-report over the quasi-identifiers can suppress rows in groups smaller than k.
+offset; ages over 89 become 90, and kept dates that would give such an age
+away move into the "90+" band (:mod:`.ages`); ZIP codes keep 3 digits, or
+``000`` in the sparsely populated areas of :data:`RESTRICTED_ZIP3`; free
+text is dropped unless the schema says ``scrub``, and then scrubbed of the
+row's own identifier values (the words of the patient's name, the street
+address, the city) and of identifier patterns
+(:data:`~hospfed.client.deid.patterns.IDENTIFIER_PATTERNS`); every kept
+column is profiled on the data and refused if it looks like an identifier
+(:func:`profile_kept_columns`, unless the schema says ``reviewed``); the
+quasi-identifiers must be :data:`DEFAULT_K`-anonymous (else the run fails),
+or, with an explicit k, rows in smaller groups are suppressed.
 :func:`scan_residual_identifiers` looks for anything identifier-like left in
 the result and :func:`check_residual_identifiers` fails closed on it, and
 :func:`deidentify_checked` does validate, de-identify and check in one call.
@@ -24,15 +29,18 @@ restricted ZIP list, the secrets), :mod:`.report` (the report types),
 :mod:`.textbuf` (NumPy over Arrow's text buffers), :mod:`.blocks` (blocks
 of rows, worker threads), :mod:`.patterns` (identifier patterns, tags, and
 which pattern a match is), :mod:`.columns` (pseudonyms, date shifts, ZIP
-codes), :mod:`.kanon` (k-anonymity), :mod:`.needles` (each row's own
+codes), :mod:`.kanon` (k-anonymity), :mod:`.ages` (the "90+" date band),
+:mod:`.profile` (kept columns profiled), :mod:`.needles` (each row's own
 identifier values), :mod:`.names` (finding them in text), :mod:`.scrub`
-(scrubbing free text), :mod:`.residual` (the residual-identifier scan) and
-:mod:`.pipeline` (:func:`deidentify` and :func:`deidentify_checked`).
+(scrubbing free text), :mod:`.residual` (the residual-identifier scan),
+:mod:`.summary` (the counts and the report) and :mod:`.pipeline`
+(:func:`deidentify` and :func:`deidentify_checked`).
 """
 
 from hospfed.client.deid.columns import pseudonymise, zip3
 from hospfed.client.deid.kanon import k_anonymity
 from hospfed.client.deid.pipeline import deidentify, deidentify_checked
+from hospfed.client.deid.profile import ColumnProfile, profile_kept_columns
 from hospfed.client.deid.report import DeidReport, KAnonymity
 from hospfed.client.deid.residual import (
     Finding,
@@ -40,10 +48,17 @@ from hospfed.client.deid.residual import (
     scan_residual_identifiers,
 )
 from hospfed.client.deid.scrub import scrub_free_text
-from hospfed.client.deid.settings import RESTRICTED_ZIP3, DeidSecrets, RestrictedZip3
+from hospfed.client.deid.settings import (
+    DEFAULT_K,
+    RESTRICTED_ZIP3,
+    DeidSecrets,
+    RestrictedZip3,
+)
 
 __all__ = [
+    "DEFAULT_K",
     "RESTRICTED_ZIP3",
+    "ColumnProfile",
     "DeidReport",
     "DeidSecrets",
     "Finding",
@@ -53,6 +68,7 @@ __all__ = [
     "deidentify",
     "deidentify_checked",
     "k_anonymity",
+    "profile_kept_columns",
     "pseudonymise",
     "scan_residual_identifiers",
     "scrub_free_text",

@@ -10,6 +10,7 @@ result after suppression.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,8 @@ def _k_anonymise(
     """Suppress rows in groups smaller than ``k``; return the kept positions."""
     before, sizes = k_anonymity(frame, quasi_identifiers, k)
     everything = np.arange(len(frame), dtype=np.int64)
+    if not quasi_identifiers:  # nothing to single a patient out by
+        return frame, replace(before, rows_below_k=0), everything
     if k is None or before.rows_below_k == 0:
         return frame, before, everything
     kept = everything[sizes >= k]

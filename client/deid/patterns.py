@@ -193,6 +193,22 @@ _OWN_VALUE_TAGS = {"name": "[NAME]", "geographic": "[LOCATION]"}
 _PLACEHOLDERS = {"[NAME]": 1, "[LOCATION]": 2, _UNKNOWN_TAG: 3}
 """The placeholder byte of each own-value tag (see :mod:`.scrub`, step 1)."""
 
+TAG_CATEGORIES: dict[str, str] = {
+    "[URL]": "url",
+    "[EMAIL]": "email",
+    "[IP]": "ip",
+    "[ADDRESS]": "geographic",
+    "[SSN]": "ssn",
+    "[DATE]": "date",
+    "[PHONE]": "phone",
+    "[AGE>89]": "age",
+    "[MRN]": "mrn",
+    "[NAME]": "name",
+    "[LOCATION]": "geographic",
+    _UNKNOWN_TAG: "other",
+}
+"""The Safe Harbor category each tag counts under in the report."""
+
 _KIND_TAGS: tuple[str, ...] = (
     *(p.tag for p in IDENTIFIER_PATTERNS),
     *_PLACEHOLDERS,

@@ -14,13 +14,14 @@ block by block, with the needles each block already built).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
 
+from hospfed.client.deid.ages import age_band_dates, band_reference_years
 from hospfed.client.deid.blocks import (
     _WORKERS,
     _row_blocks,
@@ -30,8 +31,8 @@ from hospfed.client.deid.blocks import (
 from hospfed.client.deid.columns import _shifted, pseudonymise, zip3
 from hospfed.client.deid.kanon import _k_anonymise
 from hospfed.client.deid.needles import _is_needle_source, _own_values
-from hospfed.client.deid.patterns import _KIND_TAGS
-from hospfed.client.deid.report import DeidReport, KAnonymity
+from hospfed.client.deid.profile import profile_kept_columns
+from hospfed.client.deid.report import DeidReport
 from hospfed.client.deid.residual import (
     _fail_closed,
     _Leaks,
@@ -41,9 +42,15 @@ from hospfed.client.deid.residual import (
     _value_leaks,
 )
 from hospfed.client.deid.scrub import _mark_free_text, _scrub_patterns
-from hospfed.client.deid.settings import RESTRICTED_ZIP3, DeidSecrets, RestrictedZip3
+from hospfed.client.deid.settings import (
+    DEFAULT_K,
+    RESTRICTED_ZIP3,
+    DeidSecrets,
+    RestrictedZip3,
+)
+from hospfed.client.deid.summary import _report, _Tally
 from hospfed.client.deid.textbuf import TEXT, Ints
-from hospfed.common.errors import ConfigError, SchemaError
+from hospfed.common.errors import ConfigError, IdentifierLeakError, SchemaError
 from hospfed.common.schema import (
     AGE_CAP,
     Column,
@@ -51,15 +58,6 @@ from hospfed.common.schema import (
     parse_dates,
     text_array,
 )
-
-
-@dataclass
-class _Tally:
-    """Counts gathered while de-identifying (mutable, private)."""
-
-    scrub_counts: Counter[str] = field(default_factory=Counter)
-    ages_capped: int = 0
-    zip3_restricted: int = 0
 
 
 def deidentify(
@@ -83,7 +81,10 @@ def deidentify(
         The hospital's pseudonym and date-shift secrets.
     k : int, optional
         If given, rows whose quasi-identifier combination is shared by fewer
-        than ``k`` rows are suppressed.
+        than ``k`` rows are suppressed. If not, the data must be
+        :data:`~hospfed.client.deid.settings.DEFAULT_K`-anonymous as it is
+        (else :class:`IdentifierLeakError`): rows are suppressed only when
+        asked. ``k = 1`` turns the check off.
     restricted_zip3 : RestrictedZip3
         The ZIP prefixes that become ``000``.
 
@@ -105,6 +106,9 @@ def deidentify(
         If a column of the schema is missing.
     DataError
         If a date to shift has no patient key.
+    IdentifierLeakError
+        If ``k`` was not given and some rows are in quasi-identifier groups
+        smaller than :data:`~hospfed.client.deid.settings.DEFAULT_K`.
 
     """
     result = _deidentify(frame, schema, secrets, k, restricted_zip3, checked=False)
@@ -155,6 +159,7 @@ def _deidentify(
             columns = _whole_columns(frame, schema, secrets, job, tally)
             if validation is not None:
                 validation.result()
+                tally.reviewed = profile_kept_columns(frame, schema)
             done = [block.result() for block in blocks]
         except Exception:
             for block in blocks:
@@ -167,7 +172,15 @@ def _deidentify(
     )
     del columns
     quasi_identifiers = schema.deidentified().quasi_identifiers
-    out, anonymity, kept = _k_anonymise(out, quasi_identifiers, k)
+    out, anonymity, kept = _k_anonymise(out, quasi_identifiers, k or DEFAULT_K)
+    if k is None and anonymity.rows_below_k:
+        raise IdentifierLeakError(
+            f"k-anonymity: {anonymity.rows_below_k:,} rows are in groups of fewer "
+            f"than {DEFAULT_K} patients sharing the quasi-identifiers "
+            f"{', '.join(quasi_identifiers)}: generalise or drop them in the "
+            f"schema, or suppress those rows by asking for k = {DEFAULT_K} "
+            "explicitly (--k); nothing was written"
+        )
     report = _report(frame, schema, out, tally, restricted_zip3, anonymity)
     return _Result(out, report, _merged([d.leaks for d in done]), kept)
 
@@ -186,12 +199,24 @@ def _whole_columns(
     job: _RowsJob,
     tally: _Tally,
 ) -> dict[str, pd.Series]:
-    """The kept columns and those done whole (dates, ages), by name."""
-    return {
+    """The kept columns and those done whole (dates, ages), by name.
+
+    Kept dates that would give away an age over 89 are moved into the "90+"
+    band (:mod:`.ages`).
+    """
+    columns = {
         c.name: _deidentified(frame, c, schema, secrets, tally)
         for c in schema.columns
         if c.action != "drop" and c.name not in job.produced_names
     }
+    dated = [c.name for c in schema.columns if c.action in ("year", "shift")]
+    if dated:
+        reference = band_reference_years(frame, schema)
+        banded, tally.dates_banded = age_band_dates(
+            {name: columns[name] for name in dated}, reference, schema
+        )
+        columns.update(banded)
+    return columns
 
 
 def _block_columns(
@@ -223,46 +248,6 @@ def _check_request(frame: pd.DataFrame, schema: DatasetSchema, k: int | None) ->
     missing = [c for c in schema.column_names if c not in frame.columns]
     if missing:
         raise SchemaError(f"schema {schema.name!r}: missing columns {missing}")
-
-
-def _report(
-    frame: pd.DataFrame,
-    schema: DatasetSchema,
-    out: pd.DataFrame,
-    tally: _Tally,
-    restricted_zip3: RestrictedZip3,
-    anonymity: KAnonymity,
-) -> DeidReport:
-    return DeidReport(
-        schema=f"{schema.name} v{schema.version}",
-        rows_in=len(frame),
-        rows_out=len(out),
-        dropped=_with_action(schema, ("drop",)),
-        pseudonymised=_with_action(schema, ("pseudonymise",)),
-        generalised=tuple(
-            (c.name, c.action)
-            for c in schema.columns
-            if c.action in ("year", "shift", "zip3", "age_cap")
-        ),
-        scrubbed=_with_action(schema, ("scrub",)),
-        scrub_counts=_most_common_first(tally.scrub_counts),
-        ages_capped=tally.ages_capped,
-        zip3_restricted=tally.zip3_restricted,
-        zip3_list=restricted_zip3.version,
-        rows_suppressed=len(frame) - len(out),
-        k_anonymity=anonymity,
-    )
-
-
-def _most_common_first(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
-    """Counts by tag, most frequent first; ties in the order of :data:`_KIND_TAGS`."""
-    order = {tag: rank for rank, tag in enumerate(_KIND_TAGS)}
-    ranked = sorted(counts.items(), key=lambda c: (-c[1], order.get(c[0], len(order))))
-    return tuple(ranked)
-
-
-def _with_action(schema: DatasetSchema, actions: Iterable[str]) -> tuple[str, ...]:
-    return tuple(c.name for c in schema.columns if c.action in actions)
 
 
 def _deidentified(

@@ -71,6 +71,19 @@ class DeidReport:
         Rows removed for being in a group smaller than k.
     k_anonymity : KAnonymity
         The report on the quasi-identifiers, after suppression.
+    removed : tuple of (str, int)
+        Values removed or generalised per Safe Harbor category (``name``,
+        ``date``, ``zip``, ...; ``other`` for codes and words of free text
+        that are on no safe vocabulary), in the order of
+        :data:`~hospfed.common.schema.PHI_CATEGORIES`.
+    columns : tuple of (str, str)
+        ``(column, what was done)`` for every column of the raw schema.
+    reviewed : tuple of (str, str)
+        ``(column, line)`` for kept columns that looked like identifiers and
+        were kept because the schema says why (the line repeats its reason).
+    dates_banded : int
+        Kept dates moved into the "90+" band because they gave away an age
+        over 89.
 
     """
 
@@ -87,6 +100,10 @@ class DeidReport:
     zip3_list: str
     rows_suppressed: int
     k_anonymity: KAnonymity
+    removed: tuple[tuple[str, int], ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()
+    reviewed: tuple[tuple[str, str], ...] = ()
+    dates_banded: int = 0
 
     def to_lines(self) -> list[str]:
         """Return the report as short lines for the command line."""
@@ -109,8 +126,15 @@ class DeidReport:
                 else ""
             ),
             self._k_line(),
+            "removed per Safe Harbor category: "
+            + (", ".join(f"{c} {n:,}" for c, n in self.removed) or "-"),
         ]
+        lines += [f"reviewed, kept: {line}" for _, line in self.reviewed]
         return lines
+
+    def column_lines(self) -> list[str]:
+        """Return one line per column of the raw schema: what was done to it."""
+        return [f"{column}: {done}" for column, done in self.columns]
 
     def _generalisation(self, column: str, action: str) -> str:
         if action == "zip3":
@@ -119,7 +143,12 @@ class DeidReport:
                 f"list {self.zip3_list})"
             )
         if action == "age_cap":
-            return f"{column} -> 90+ ({self.ages_capped:,} capped)"
+            banded = (
+                f", {self.dates_banded:,} dates moved into the 90+ band"
+                if self.dates_banded
+                else ""
+            )
+            return f"{column} -> 90+ ({self.ages_capped:,} capped{banded})"
         return f"{column} -> {'year' if action == 'year' else 'shifted date'}"
 
     def _k_line(self) -> str:

@@ -4,7 +4,8 @@ This module owns the configuration a hospital passes to
 :func:`~hospfed.client.deid.pipeline.deidentify`: the versioned list of
 3-digit ZIP prefixes that Safe Harbor turns into ``000``
 (:class:`RestrictedZip3`, :data:`RESTRICTED_ZIP3`, built from the table in
-:mod:`hospfed.common.schema.safe_harbor`), the largest date shift
+:mod:`hospfed.common.schema.safe_harbor`), the default k of k-anonymity
+(:data:`DEFAULT_K`), the largest date shift
 (:data:`MAX_DATE_SHIFT_DAYS`), and the keyed secrets of the pseudonyms and
 date offsets (:class:`DeidSecrets`), which refuse to be too short and never
 show in a ``repr``.
@@ -49,6 +50,14 @@ RESTRICTED_ZIP3 = SAFE_HARBOR_ZIP3_CENSUS_2000
 
 Safe Harbor says to use the most recent Census data: when OCR publishes a
 newer list, add it as a new :class:`RestrictedZip3` and point this at it.
+"""
+
+DEFAULT_K = 5
+"""k-anonymity a prepare needs over the quasi-identifiers unless told otherwise.
+
+With this default, rows in smaller groups fail the run (generalise the
+quasi-identifiers in the schema); a ``k`` asked for explicitly suppresses
+those rows instead. ``k = 1`` turns the check off.
 """
 
 MAX_DATE_SHIFT_DAYS = 365

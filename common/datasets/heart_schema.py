@@ -20,13 +20,15 @@ from hospfed.common.schema import Column, DatasetSchema
 def _clinical_column(name: str) -> Column:
     column = CLINICAL_SCHEMA.column(name)
     if name == "age":
-        return replace(column, deid="age_cap", phi="age")
+        # A model feature, capped at 90 (Safe Harbor); not a quasi-identifier
+        # here: k-anonymity over a clinical feature would suppress real rows.
+        return replace(column, role="feature", deid="age_cap", phi="age")
     return column
 
 
 FED_HEART_RAW_SCHEMA = DatasetSchema(
     name="fed-heart-disease-raw",
-    version=1,
+    version=2,
     columns=(
         Column(
             "mrn",
@@ -45,15 +47,15 @@ FED_HEART_RAW_SCHEMA = DatasetSchema(
             phi="ssn",
             pattern="[0-9]{3}-[0-9]{2}-[0-9]{4}",
         ),
-        Column("birth_date", "date", "date", deid="year", phi="date"),
+        Column("birth_date", "date", "date", deid="drop", phi="date"),
         Column("admission_date", "date", "date", deid="year", phi="date"),
         Column(
             "street_address", "string", "identifier", nullable=True, phi="geographic"
         ),
         Column("city", "string", "identifier", nullable=True, phi="geographic"),
-        Column("state", "string", "quasi_identifier", pattern="[A-Z]{2}"),
+        Column("state", "string", "quasi_identifier", deid="drop", pattern="[A-Z]{2}"),
         Column(
-            "zip", "string", "identifier", deid="zip3", phi="zip", pattern="[0-9]{5}"
+            "zip", "string", "identifier", deid="drop", phi="zip", pattern="[0-9]{5}"
         ),
         Column("phone", "string", "identifier", nullable=True, phi="phone"),
         Column("email", "string", "identifier", nullable=True, phi="email"),
@@ -65,20 +67,25 @@ FED_HEART_RAW_SCHEMA = DatasetSchema(
             phi="health_plan",
             pattern="HP[0-9]{10}",
         ),
-        Column("note", "string", "free_text", nullable=True),
+        Column("note", "string", "free_text", nullable=True, deid="drop"),
         *(_clinical_column(name) for name in CLINICAL_COLUMNS),
     ),
     label=CLINICAL_SCHEMA.label,
 )
-"""The raw Fed-Heart-Disease export (``fed-heart-disease-raw`` v1).
+"""The raw Fed-Heart-Disease export (``fed-heart-disease-raw`` v2).
 
-``mrn`` becomes a keyed pseudonym (the join key); name, SSN, street address,
-city, phone, email and health plan id are dropped; dates of birth and
-admission keep their year; ``state`` is kept; ``zip`` keeps its first 3
-digits (``000`` in the sparsely populated areas); ages over 89 become 90;
-``note`` is scrubbed of identifiers; clinical columns are kept unchanged.
-Dates are ISO (``YYYY-MM-DD``).
+What the model needs is the 13 clinical features, and nothing is kept that
+it does not need: ``mrn`` becomes a keyed pseudonym (the join key); name,
+SSN, date of birth (``age`` carries what the model needs), street address,
+city, state, ZIP code, phone, email, health plan id and the free-text
+``note`` are dropped; the admission date keeps its year, the one
+quasi-identifier (every demo hospital has 10 or more patients per year, so
+k = 5 holds without suppressing a row; state and 3-digit ZIP would not: the
+Hungarian and Swiss demo patients are spread over 50 states); ages over 89
+become 90; clinical columns are kept unchanged. Dates are ISO
+(``YYYY-MM-DD``). Version 1 kept the birth year, state, 3-digit ZIP and
+the scrubbed note.
 """
 
 FED_HEART_SCHEMA = FED_HEART_RAW_SCHEMA.deidentified()
-"""The de-identified Fed-Heart-Disease contract (``fed-heart-disease`` v1)."""
+"""The de-identified Fed-Heart-Disease contract (``fed-heart-disease`` v2)."""

@@ -102,11 +102,28 @@ DEFAULT_ACTION: Mapping[ColumnRole, DeidAction] = {
     "identifier": "drop",
     "quasi_identifier": "keep",
     "date": "year",
-    "free_text": "scrub",
+    "free_text": "drop",
     "partition": "keep",
     "pseudonym": "keep",
 }
-"""What de-identification does to a column of each role unless told otherwise."""
+"""What de-identification does to a column of each role unless told otherwise.
+
+Free text is dropped: it is not a model input, and dropping it is the only
+de-identification of it that cannot miss anything. Keeping it needs an
+explicit ``deid = "scrub"``.
+"""
+
+CANONICAL_IMPLICIT_ACTION: Mapping[ColumnRole, DeidAction] = {
+    **DEFAULT_ACTION,
+    "free_text": "scrub",
+}
+"""The action the canonical form (and so the fingerprint) leaves unsaid, per role.
+
+Frozen at what schema format version 1 left unsaid, so that the fingerprint
+of every existing contract stays where it was: a free-text column that is
+scrubbed is written without ``deid`` (as version 1 files wrote it), one that
+is dropped with ``deid = "drop"``, whatever the defaults of this hospfed.
+"""
 
 ALLOWED_ACTIONS: Mapping[ColumnRole, tuple[DeidAction, ...]] = {
     "feature": ("keep", "drop", "age_cap"),
@@ -184,6 +201,12 @@ class Column:
     pattern : str or None
         A regular expression (RE2 syntax) every value of a ``string`` column
         must match in full.
+    reviewed : str or None
+        Why a kept column that looks like an identifier at prepare time (one
+        value per row; values shaped like SSNs, phone numbers, ZIP codes,
+        ``yyyymmdd`` dates or ages over 89) is not one. Without it such a
+        column is refused; with it the column is kept and the reason is
+        repeated in the prepare report. Never put a patient value in it.
 
     Raises
     ------
@@ -204,6 +227,7 @@ class Column:
     phi: PhiCategory | None = None
     date_format: str | None = None
     pattern: str | None = None
+    reviewed: str | None = None
 
     def __post_init__(self) -> None:
         self._check_choice("kind", self.kind, KINDS)
@@ -222,6 +246,20 @@ class Column:
             self._check_date_format(self.date_format)
         if self.pattern is not None:
             self._check_pattern(self.pattern)
+        if self.reviewed is not None:
+            self._check_reviewed(self.reviewed)
+
+    def _check_reviewed(self, reason: str) -> None:
+        if not reason.strip():
+            raise ConfigError(
+                f"column {self.name!r}: reviewed needs a reason (why this column "
+                "is not an identifier), not an empty text"
+            )
+        if self.action != "keep":
+            raise ConfigError(
+                f"column {self.name!r}: reviewed is for kept columns; this one is "
+                f"de-identified with deid {self.action!r}"
+            )
 
     def _check_choice(self, field: str, value: str, choices: tuple[str, ...]) -> None:
         if value not in choices:
@@ -273,8 +311,11 @@ class Column:
         """Return the column as a plain dict in canonical form.
 
         Numbers that are whole are written as integers, options at their
-        default are left out (so ``deid=None`` and the role's default action
-        give the same form), and a ``date`` column always states its format.
+        default are left out, and a ``date`` column always states its format.
+        The action is written unless it is the role's
+        :data:`CANONICAL_IMPLICIT_ACTION` (so ``deid=None`` and the same action
+        given explicitly have the same form, and a free-text column's form
+        is what format version 1 gave it).
         """
         out: dict[str, object] = {
             "name": self.name,
@@ -289,7 +330,7 @@ class Column:
             ),
             "nullable": self.nullable,
         }
-        if with_action and self.action != DEFAULT_ACTION[self.role]:
+        if with_action and self.action != CANONICAL_IMPLICIT_ACTION[self.role]:
             out["deid"] = self.action
         if self.phi is not None:
             out["phi"] = self.phi
@@ -297,6 +338,8 @@ class Column:
             out["date_format"] = self.effective_date_format
         if self.pattern is not None:
             out["pattern"] = self.pattern
+        if self.reviewed is not None:
+            out["reviewed"] = self.reviewed
         return out
 
     def check(self, values: pd.Series) -> None:

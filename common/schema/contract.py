@@ -322,7 +322,7 @@ def _describe_column(column: Column) -> str:
 
 def _deidentified_column(column: Column) -> Column | None:
     action = column.action
-    kept = replace(column, deid="keep", phi=None)
+    kept = replace(column, deid="keep", phi=None, reviewed=None)
     if action == "drop":
         return None
     if action == "pseudonymise":
@@ -368,6 +368,7 @@ _FIELD_ORDER = (
     "phi",
     "date_format",
     "pattern",
+    "reviewed",
 )
 
 

@@ -45,6 +45,32 @@ module writes it), so it can be written and reviewed by hand::
     kind = "category"
     levels = [1, 2, 3, 4]           # allowed values of a category column
 
+    [[columns]]
+    name = "note"
+    kind = "string"
+    role = "free_text"
+    deid = "drop"                   # required for free text: "drop", or "scrub"
+                                    # to keep it with identifiers removed
+
+    [[columns]]
+    name = "steps"
+    kind = "int"
+    reviewed = "daily step count from the wearable, not an identifier"
+                                    # optional, kept columns: why a column that
+                                    # looks like an identifier at prepare time
+                                    # (one value per row; SSN, phone, ZIP,
+                                    # yyyymmdd or age-over-89 shaped values) is
+                                    # not one; the prepare report repeats it
+
+Free text is not a model input and is dropped unless a column says
+``deid = "scrub"``. A ``free_text`` column of a raw schema file must say
+which: format version 1 read a missing ``deid`` there as ``scrub``, and
+rather than guess, this hospfed refuses such a file with a one-line error
+naming the column. Adding ``deid = "scrub"`` gives exactly the contract the
+file had before, with the same fingerprint (the canonical form leaves
+``scrub`` unsaid for free text, as version 1 did); written files always say
+it.
+
 The same document can be written as JSON (the same keys, ``columns`` a list
 of objects): a file ending in ``.json`` is read as JSON, any other as TOML.
 JSON is also how a prepared dataset and a training run carry their schema
@@ -101,9 +127,19 @@ _COLUMN_KEYS = {
     "levels": "levels",
     "date-format": "date_format",
     "pattern": "pattern",
+    "reviewed": "reviewed",
 }
 """Column keys of the file, and the :class:`Column` field each one sets."""
-_TEXT_FIELDS = ("name", "kind", "role", "deid", "phi", "date-format", "pattern")
+_TEXT_FIELDS = (
+    "name",
+    "kind",
+    "role",
+    "deid",
+    "phi",
+    "date-format",
+    "pattern",
+    "reviewed",
+)
 _COLUMN_HEADER = re.compile(r"^\s*\[\[\s*columns\s*\]\]", re.MULTILINE)
 
 
@@ -232,6 +268,9 @@ def _from_document(
         _column(entry, f"{source}, {_where(number, lines)}")
         for number, entry in enumerate(entries)
     )
+    if document.get("stage", "raw") == "raw":
+        for number, entry in enumerate(entries):
+            _check_free_text_is_explicit(entry, f"{source}, {_where(number, lines)}")
     try:
         return DatasetSchema(
             name=_text(document, "name", source),
@@ -255,6 +294,23 @@ def _locate(
     if named is None or named.group(1) not in names:
         return source
     return f"{source}, {_where(names.index(named.group(1)), lines)}"
+
+
+def _check_free_text_is_explicit(entry: Mapping[str, Any], where: str) -> None:
+    """Refuse a raw free-text column that does not say what happens to it.
+
+    Format version 1 read a free-text column without ``deid`` as ``scrub``;
+    this hospfed drops free text unless told to keep it, and guesses neither
+    way for an existing file: the file must say it. Adding ``deid = "scrub"``
+    gives exactly the contract (and fingerprint) the file had.
+    """
+    if entry.get("role") == "free_text" and "deid" not in entry:
+        raise ConfigError(
+            f"{where}, column {entry.get('name')!r}: a free-text column must say "
+            'deid = "drop" (recommended: free text is not a model input) or '
+            'deid = "scrub" (kept, identifiers removed; what format-version 1 '
+            "assumed when deid was left out)"
+        )
 
 
 def _check_header(document: Mapping[str, Any], source: str) -> None:
@@ -354,10 +410,13 @@ def _dumps_toml(schema: DatasetSchema) -> str:
     return header + tomli_w.dumps(_document(schema))
 
 
-def _column_items(column: Column) -> list[tuple[str, object]]:
+def _column_items(column: Column, stage: str) -> list[tuple[str, object]]:
     items: list[tuple[str, object]] = []
     for key, field in _COLUMN_KEYS.items():
         value = getattr(column, field)
+        if field == "deid" and value is None and column.role == "free_text":
+            # Always said for raw free text: a reader must not have to guess.
+            value = column.action if stage == "raw" else None
         if value is None or (field == "nullable" and value is False):
             continue
         if field == "role" and value == "feature":
@@ -378,7 +437,10 @@ def _document(schema: DatasetSchema) -> dict[str, object]:
     if schema.stage != "raw":
         document["stage"] = schema.stage
     document["columns"] = [
-        {key: list(v) if isinstance(v, tuple) else v for key, v in _column_items(c)}
+        {
+            key: list(v) if isinstance(v, tuple) else v
+            for key, v in _column_items(c, schema.stage)
+        }
         for c in schema.columns
     ]
     return document

@@ -1,6 +1,7 @@
 """Test data of the de-identification tests: secrets, raw exports, a small schema."""
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -8,12 +9,32 @@ from faker import Faker
 
 from hospfed.client.deid import DeidSecrets
 from hospfed.common.datasets.heart import CLINICAL_COLUMNS
+from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA
 from hospfed.common.schema import Column, DatasetSchema
 
 SECRETS = DeidSecrets(pseudonym=b"p" * 32, date_shift=b"d" * 32)
 
 
 OTHER_SECRETS = DeidSecrets(pseudonym=b"q" * 32, date_shift=b"e" * 32)
+
+_KEPT_IN_V1 = {
+    "birth_date": {"deid": "year"},
+    "state": {"deid": "keep"},
+    "zip": {"deid": "zip3"},
+    "note": {"deid": "scrub"},
+    "age": {"role": "quasi_identifier"},
+}
+NOTES_SCHEMA = DatasetSchema(
+    "heart-notes-raw",
+    1,
+    tuple(
+        replace(c, **_KEPT_IN_V1.get(c.name, {})) for c in FED_HEART_RAW_SCHEMA.columns
+    ),
+    FED_HEART_RAW_SCHEMA.label,
+)
+"""The raw heart export as the built-in schema v1 read it: the note kept and
+scrubbed, birth year, state and 3-digit ZIP kept (the pipeline's hard case)."""
+NOTES_OUT = NOTES_SCHEMA.deidentified()
 
 
 NOTES = (
@@ -135,7 +156,7 @@ def name_schema() -> DatasetSchema:
         (
             Column("patient_name", "string", "identifier", phi="name"),
             Column("city", "string", "identifier", phi="geographic"),
-            Column("note", "string", "free_text", nullable=True),
+            Column("note", "string", "free_text", nullable=True, deid="scrub"),
             Column("outcome", "int", "label"),
         ),
         "outcome",

@@ -2,21 +2,21 @@
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from hospfed.client.deid import RESTRICTED_ZIP3, deidentify, pseudonymise, zip3
-from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA
 from hospfed.common.schema import PSEUDONYM_PATTERN, Column, DatasetSchema
-from tests.client.deid.exports import OTHER_SECRETS, SECRETS
+from tests.client.deid.exports import NOTES_SCHEMA, OTHER_SECRETS, SECRETS
 
 
 def test_pseudonyms_are_keyed_deterministic_and_letters_only(raw, prepared):
     out, _ = prepared
     assert out["mrn"].str.fullmatch(PSEUDONYM_PATTERN).all()
-    again, _ = deidentify(raw, FED_HEART_RAW_SCHEMA, SECRETS)
+    again, _ = deidentify(raw, NOTES_SCHEMA, SECRETS, k=1)
     assert (again["mrn"] == out["mrn"]).all()
-    other, _ = deidentify(raw, FED_HEART_RAW_SCHEMA, OTHER_SECRETS)
+    other, _ = deidentify(raw, NOTES_SCHEMA, OTHER_SECRETS, k=1)
     assert not (other["mrn"] == out["mrn"]).any()
     assert out["mrn"].nunique() == raw["mrn"].nunique()
 
@@ -40,10 +40,41 @@ def test_a_pseudonym_is_not_a_plain_hash_of_the_value():
 
 
 def test_dates_keep_only_their_year(raw, prepared):
-    out, _ = prepared
-    expected = pd.to_datetime(raw["birth_date"].astype(str)).dt.year
-    assert (out["birth_date"].astype(int).to_numpy() == expected.to_numpy()).all()
+    out, report = prepared
+    born = pd.to_datetime(raw["birth_date"].astype(str)).dt.year.to_numpy()
+    admitted = pd.to_datetime(raw["admission_date"].astype(str)).dt.year.to_numpy()
+    old = (raw["age"] > 89).to_numpy()
+    births = out["birth_date"].astype(int).to_numpy()
+    # Over 89: the birth year moves into the "90+" band, 90 years before
+    # admission, so the two years no longer give the age away.
+    reference = np.maximum(admitted, born + raw["age"].to_numpy().astype(int))
+    assert (births == np.maximum(born, reference - 90)).all()
+    assert (reference[old] - births[old] == 90).all()
+    assert (out["age"][old] == 90).all()
+    assert report.dates_banded == (born < reference - 90).sum() > 0
+    assert (out["admission_date"].to_numpy() == admitted).all()
     assert out["admission_date"].between(1984, 1990).all()
+
+
+def test_a_birth_year_kept_alone_is_banded_by_the_age_it_gives_away():
+    schema = DatasetSchema(
+        "born-raw",
+        1,
+        (
+            Column("born", "date", "date", deid="year", phi="date"),
+            Column("age", "int", "feature", deid="age_cap", phi="age"),
+            Column("outcome", "int", "label"),
+        ),
+        "outcome",
+    )
+    frame = pd.DataFrame(
+        {"born": ["1922-05-01", "1950-01-02"], "age": [93, 60], "outcome": [0, 1]}
+    )
+    out, report = deidentify(frame, schema, SECRETS, k=1)
+    # 1922 + 93 = 2015: the reference year; 90 before it is 1925.
+    assert out["born"].tolist() == [1925, 1950]
+    assert out["age"].tolist() == [90, 60]
+    assert report.dates_banded == 1 and report.ages_capped == 1
 
 
 def visit_schema() -> DatasetSchema:
@@ -69,7 +100,7 @@ def test_date_shift_moves_dates_but_keeps_intervals_within_a_patient():
             "outcome": [0, 1, 0, 1],
         }
     )
-    out, report = deidentify(visits, visit_schema(), SECRETS)
+    out, report = deidentify(visits, visit_schema(), SECRETS, k=1)
     admitted = pd.to_datetime(visits["admitted"])
     shift = (out["admitted"] - admitted).dt.days
     assert (shift != 0).all() and shift.abs().le(365).all()
@@ -77,7 +108,7 @@ def test_date_shift_moves_dates_but_keeps_intervals_within_a_patient():
     assert len(set(shift)) > 1  # patients get different offsets
     stay = (out["discharged"] - out["admitted"]).dt.days
     assert stay.tolist() == [4, 10, 1, 8]
-    again, _ = deidentify(visits, visit_schema(), SECRETS)
+    again, _ = deidentify(visits, visit_schema(), SECRETS, k=1)
     assert (again["admitted"] == out["admitted"]).all()
     assert ("admitted", "shift") in report.generalised
 

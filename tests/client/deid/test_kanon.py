@@ -3,8 +3,7 @@
 import pandas as pd
 
 from hospfed.client.deid import deidentify, deidentify_checked, k_anonymity
-from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
-from tests.client.deid.exports import SECRETS
+from tests.client.deid.exports import NOTES_OUT, NOTES_SCHEMA, SECRETS
 
 
 def test_k_anonymity_on_a_hand_checked_frame():
@@ -36,15 +35,15 @@ def one_patient_alone(raw: pd.DataFrame, row: int) -> pd.DataFrame:
 
 def test_rows_in_groups_smaller_than_k_are_suppressed(raw):
     small = one_patient_alone(raw, 7)
-    out, report = deidentify(small, FED_HEART_RAW_SCHEMA, SECRETS, k=2)
+    out, report = deidentify(small, NOTES_SCHEMA, SECRETS, k=2)
     assert report.rows_suppressed == 1 and len(out) == 299
     assert 7 not in out.index
     assert report.k_anonymity.min_group_size == 99
     assert report.k_anonymity.groups == 3
     assert report.k_anonymity.rows_below_k == 1
     report_only, _ = k_anonymity(
-        deidentify(small, FED_HEART_RAW_SCHEMA, SECRETS)[0],
-        FED_HEART_SCHEMA.quasi_identifiers,
+        deidentify(small, NOTES_SCHEMA, SECRETS, k=1)[0],
+        NOTES_OUT.quasi_identifiers,
         k=2,
     )
     assert report_only.min_group_size == 1
@@ -52,5 +51,5 @@ def test_rows_in_groups_smaller_than_k_are_suppressed(raw):
 
 def test_suppressing_the_last_row_still_scans_the_others(raw):
     small = one_patient_alone(raw, 299)  # the last patient is alone
-    out, report = deidentify_checked(small, FED_HEART_RAW_SCHEMA, SECRETS, k=2)
+    out, report = deidentify_checked(small, NOTES_SCHEMA, SECRETS, k=2)
     assert report.rows_suppressed == 1 and 299 not in out.index

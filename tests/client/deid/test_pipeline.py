@@ -12,16 +12,15 @@ from hospfed.client.deid import (
     scan_residual_identifiers,
 )
 from hospfed.common.datasets.heart import CLINICAL_COLUMNS
-from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError, DataError, SchemaError
 from hospfed.common.schema import Column, DatasetSchema
-from tests.client.deid.exports import SECRETS
+from tests.client.deid.exports import NOTES_OUT, NOTES_SCHEMA, SECRETS
 
 
 def test_output_has_the_deidentified_schema_and_keeps_row_order(raw, prepared):
     out, report = prepared
-    assert tuple(out.columns) == FED_HEART_SCHEMA.column_names
-    FED_HEART_SCHEMA.validate(out)
+    assert tuple(out.columns) == NOTES_OUT.column_names
+    NOTES_OUT.validate(out)
     pd.testing.assert_frame_equal(
         out[list(CLINICAL_COLUMNS[1:])], raw[list(CLINICAL_COLUMNS[1:])]
     )
@@ -45,9 +44,9 @@ def test_direct_identifiers_are_dropped(prepared):
 
 def test_text_columns_may_be_python_strings(raw, prepared):
     plain = raw.copy()
-    for column in FED_HEART_RAW_SCHEMA.text_columns:
+    for column in NOTES_SCHEMA.text_columns:
         plain[column] = plain[column].astype(object)
-    out, _ = deidentify_checked(plain, FED_HEART_RAW_SCHEMA, SECRETS)
+    out, _ = deidentify_checked(plain, NOTES_SCHEMA, SECRETS, k=1)
     assert out["note"].equals(prepared[0]["note"])
     assert out["mrn"].equals(prepared[0]["mrn"])
 
@@ -80,22 +79,22 @@ def test_planted_identifiers_appear_nowhere_in_the_output(raw, prepared):
 
 def test_deidentify_refuses_a_deidentified_schema_and_a_bad_k(raw):
     with pytest.raises(ConfigError, match="de-identified data"):
-        deidentify(raw, FED_HEART_SCHEMA, SECRETS)
+        deidentify(raw, NOTES_OUT, SECRETS)
     with pytest.raises(ConfigError, match="k must be a positive"):
-        deidentify(raw, FED_HEART_RAW_SCHEMA, SECRETS, k=0)
+        deidentify(raw, NOTES_SCHEMA, SECRETS, k=0)
 
 
 def test_the_result_does_not_depend_on_the_block_size(raw, prepared, monkeypatch):
     # Text columns are de-identified and scanned a block of rows at a time.
     monkeypatch.setattr("hospfed.client.deid.blocks._ROWS_PER_BLOCK", 300)
-    out, report = deidentify_checked(raw, FED_HEART_RAW_SCHEMA, SECRETS)
+    out, report = deidentify_checked(raw, NOTES_SCHEMA, SECRETS, k=1)
     pd.testing.assert_frame_equal(out, prepared[0])
     assert report == prepared[1]
     leaked = out.copy()
     for row in (5, 1500):  # in the first and the sixth block
         leaked.loc[row, "note"] = f"seen by {raw['patient_name'][row]}"
     findings = scan_residual_identifiers(
-        leaked, FED_HEART_RAW_SCHEMA, raw_identifier_values=raw
+        leaked, NOTES_SCHEMA, raw_identifier_values=raw
     )
     assert findings == [Finding("note", "identifier_value", 2, "patient_name")]
 
@@ -127,6 +126,6 @@ def test_a_contract_violation_is_the_error_even_if_deidentifying_fails_too():
 def test_deidentify_checked_reports_a_broken_contract_first(raw, prepared):
     # A de-identified schema is refused, but a broken contract is named first.
     with pytest.raises(SchemaError, match="unexpected columns"):
-        deidentify_checked(raw, FED_HEART_SCHEMA, SECRETS)
+        deidentify_checked(raw, NOTES_OUT, SECRETS)
     with pytest.raises(ConfigError, match="de-identified data"):
-        deidentify_checked(prepared[0], FED_HEART_SCHEMA, SECRETS)
+        deidentify_checked(prepared[0], NOTES_OUT, SECRETS)

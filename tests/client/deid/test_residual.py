@@ -10,10 +10,9 @@ from hospfed.client.deid import (
     deidentify_checked,
     scan_residual_identifiers,
 )
-from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA
 from hospfed.common.errors import IdentifierLeakError
 from hospfed.common.schema import Column, DatasetSchema
-from tests.client.deid.exports import SECRETS, name_schema
+from tests.client.deid.exports import NOTES_SCHEMA, SECRETS, name_schema
 
 
 def test_residual_scan_names_the_column_and_kind_never_the_value():
@@ -38,15 +37,12 @@ def test_residual_scan_names_the_column_and_kind_never_the_value():
 
 def test_residual_scan_finds_a_rows_own_name_left_in_its_note(raw, prepared):
     out, _ = prepared
-    assert (
-        scan_residual_identifiers(out, FED_HEART_RAW_SCHEMA, raw_identifier_values=raw)
-        == []
-    )
+    assert scan_residual_identifiers(out, NOTES_SCHEMA, raw_identifier_values=raw) == []
     leaked = out.copy()
     leaked.loc[5, "note"] = f"seen by the team; {raw['patient_name'][5]}"
     leaked.loc[6, "note"] = f"moved to {raw['city'][6]}"
     findings = scan_residual_identifiers(
-        leaked, FED_HEART_RAW_SCHEMA, raw_identifier_values=raw
+        leaked, NOTES_SCHEMA, raw_identifier_values=raw
     )
     assert {(f.column, f.source, f.rows) for f in findings} == {
         ("note", "patient_name", 1),
@@ -75,7 +71,7 @@ def test_a_kept_column_holding_the_rows_own_value_fails_closed():
         }
     )
     with pytest.raises(IdentifierLeakError, match="column 'area'.*'city'") as info:
-        deidentify_checked(frame, schema, SECRETS)
+        deidentify_checked(frame, schema, SECRETS, k=1)
     assert "arma" not in str(info.value).lower()
 
 

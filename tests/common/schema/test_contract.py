@@ -257,28 +257,18 @@ def test_raw_heart_schema_deidentifies_to_the_run_schema():
     assert out == FED_HEART_SCHEMA
     assert (out.name, out.version, out.stage) == (
         "fed-heart-disease",
-        1,
+        2,
         "deidentified",
     )
-    assert out.column_names[:6] == (
-        "mrn",
-        "birth_date",
-        "admission_date",
-        "state",
-        "zip",
-        "note",
-    )
+    # Only the join key and the admission year besides the model's features:
+    # no birth date, state, ZIP code or free text.
+    assert out.column_names[:3] == ("mrn", "admission_date", "age")
     assert out.column("mrn").pattern == PSEUDONYM_PATTERN
-    assert out.column("birth_date").kind == "int"
-    assert out.column("zip").pattern == "[0-9]{3}"
+    assert out.column("admission_date").kind == "int"
     assert out.column("age").maximum == 90
-    assert out.quasi_identifiers == (
-        "birth_date",
-        "admission_date",
-        "state",
-        "zip",
-        "age",
-    )
+    assert out.column("age").role == "feature"
+    assert out.quasi_identifiers == ("admission_date",)
+    assert FED_HEART_RAW_SCHEMA.column("note").action == "drop"
     assert out.deidentified() is out
     assert set(BUILTIN_SCHEMAS) == {"fed-heart-disease-raw", "fed-heart-disease"}
     assert FED_HEART_RAW_SCHEMA.text_columns[:3] == ("mrn", "patient_name", "ssn")
@@ -323,6 +313,6 @@ def test_schema_difference_names_the_first_column_that_differs():
         fewer.describe_difference(run)
         == "column 'thal' is missing here but in the other schema"
     )
-    newer = DatasetSchema(run.name, 2, run.columns, run.label, stage=run.stage)
-    assert newer.describe_difference(run) == "version 2 here, 1 in the other schema"
+    newer = DatasetSchema(run.name, 3, run.columns, run.label, stage=run.stage)
+    assert newer.describe_difference(run) == "version 3 here, 2 in the other schema"
     run.check_matches(FED_HEART_RAW_SCHEMA.deidentified())

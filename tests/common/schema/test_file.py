@@ -109,6 +109,7 @@ def test_json_keys_are_the_schema_file_keys():
         "name": "state",
         "kind": "string",
         "role": "quasi_identifier",
+        "deid": "drop",
         "pattern": "[A-Z]{2}",
     }
 
@@ -188,3 +189,75 @@ def test_resolve_schema_takes_a_builtin_name_or_a_path(tmp_path):
         ConfigError, match=r"unknown schema 'nope'.*fed-heart-disease-raw"
     ):
         resolve_schema("nope")
+
+
+NOTE_COLUMN = """
+[[columns]]
+name = "note"
+kind = "string"
+role = "free_text"
+nullable = true
+"""
+
+
+def test_free_text_without_deid_is_refused_naming_the_column(tmp_path):
+    # Format version 1 read this as "scrub"; hospfed no longer guesses.
+    path = tmp_path / "notes.toml"
+    path.write_text(HAND_WRITTEN + NOTE_COLUMN)
+    with pytest.raises(ConfigError, match=r"column 'note': a free-text column") as e:
+        load_schema(path)
+    assert "\n" not in str(e.value) and "line 35" in str(e.value)
+
+
+def test_saying_scrub_gives_the_contract_version_1_gave_with_its_fingerprint():
+    from hospfed.common.schema import Column, DatasetSchema
+
+    scrubbed = loads_schema(
+        HAND_WRITTEN + NOTE_COLUMN.replace("nullable", 'deid = "scrub"\nnullable'),
+        fmt="toml",
+    )
+    assert scrubbed.column("note").action == "scrub"
+    # The canonical form leaves "scrub" unsaid for free text, as version 1 did.
+    canonical = scrubbed.canonical()["columns"][-1]
+    assert "deid" not in canonical
+    dropped = loads_schema(
+        HAND_WRITTEN + NOTE_COLUMN.replace("nullable", 'deid = "drop"\nnullable'),
+        fmt="toml",
+    )
+    assert dropped.fingerprint() != scrubbed.fingerprint()
+    assert "note" not in dropped.deidentified().column_names
+    # In code, free text is dropped unless told; written files always say so.
+    in_code = Column("note", "string", "free_text")
+    assert in_code.action == "drop"
+    schema = DatasetSchema("s-raw", 1, (in_code, Column("y", "int", "label")), "y")
+    assert (
+        schema.fingerprint()
+        == DatasetSchema(
+            "s-raw",
+            1,
+            (
+                Column("note", "string", "free_text", deid="drop"),
+                Column("y", "int", "label"),
+            ),
+            "y",
+        ).fingerprint()
+    )
+    for fmt in ("toml", "json"):
+        again = loads_schema(dumps_schema(schema, fmt=fmt), fmt=fmt)
+        assert again.column("note").action == "drop"
+        assert again.fingerprint() == schema.fingerprint()
+
+
+def test_keeping_free_text_any_other_way_is_refused():
+    from hospfed.common.schema import Column
+
+    for action in ("keep", "pseudonymise", "sideways"):
+        with pytest.raises(ConfigError, match="column 'note'") as e:
+            loads_schema(
+                HAND_WRITTEN
+                + NOTE_COLUMN.replace("nullable", f'deid = "{action}"\nnullable'),
+                fmt="toml",
+            )
+        assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="column 'note'"):
+        Column("note", "float", "free_text", deid="scrub")
