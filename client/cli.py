@@ -121,7 +121,9 @@ def prepare(
         int | None,
         typer.Option(
             min=1,
-            help="Suppress rows in quasi-identifier groups < k (1: no k check).",
+            help="Without --k the data must be 5-anonymous over the "
+            "quasi-identifiers or nothing is written; --k K suppresses rows in "
+            "groups smaller than K instead (--k 1: no check).",
         ),
     ] = None,
     min_rows: Annotated[

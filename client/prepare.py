@@ -117,7 +117,9 @@ def prepare_export(
     key : DataKey or Passphrase
         The hospital's key.
     k : int, optional
-        Suppress rows in quasi-identifier groups smaller than ``k``.
+        Suppress rows in quasi-identifier groups smaller than ``k`` (1: no
+        check). Without it the data must be 5-anonymous over the
+        quasi-identifiers, or nothing is written.
     min_rows : int
         The fewest rows to write (at least 1): an export with fewer rows,
         or fewer left after k-anonymity, is refused.
@@ -137,7 +139,10 @@ def prepare_export(
     SchemaError
         If the export breaks the contract (naming the first line that does).
     IdentifierLeakError
-        If anything identifier-like is left after de-identification.
+        If anything identifier-like is left after de-identification, a kept
+        column looks like an identifier (unique per row, SSN/phone/ZIP/date
+        shapes, ages over 89) without a reviewed reason, or, without ``k``,
+        the data is not 5-anonymous. One line, no values.
 
     """
     if isinstance(min_rows, bool) or min_rows < 1:
