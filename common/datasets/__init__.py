@@ -10,8 +10,9 @@ demo exports (:mod:`~hospfed.common.datasets.heart_export`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA, FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError
@@ -28,6 +29,8 @@ __all__ = [
     "resolve_schema",
     "resolve_task",
 ]
+
+_T = TypeVar("_T")
 
 DEFAULT_RAW_SCHEMA = FED_HEART_RAW_SCHEMA.name
 """The raw-export schema ``prepare`` uses when none is named."""
@@ -64,15 +67,7 @@ def resolve_schema(name_or_path: str) -> DatasetSchema:
         If it is neither a built-in name nor a readable, valid schema file.
 
     """
-    if name_or_path in BUILTIN_SCHEMAS:
-        return BUILTIN_SCHEMAS[name_or_path]
-    path = Path(name_or_path)
-    if not path.exists():
-        raise ConfigError(
-            f"unknown schema {name_or_path!r}: not a built-in schema "
-            f"({', '.join(BUILTIN_SCHEMAS)}) and no such file"
-        )
-    return load_schema(path)
+    return _resolve(name_or_path, BUILTIN_SCHEMAS, load_schema, "schema")
 
 
 def resolve_task(name_or_path: str) -> LearningTask:
@@ -84,12 +79,21 @@ def resolve_task(name_or_path: str) -> LearningTask:
         If it is neither a built-in name nor a readable, valid task file.
 
     """
-    if name_or_path in BUILTIN_TASKS:
-        return BUILTIN_TASKS[name_or_path]
+    return _resolve(name_or_path, BUILTIN_TASKS, load_task, "task")
+
+
+def _resolve(
+    name_or_path: str,
+    builtins: Mapping[str, _T],
+    load: Callable[[Path], _T],
+    what: str,
+) -> _T:
+    if name_or_path in builtins:
+        return builtins[name_or_path]
     path = Path(name_or_path)
     if not path.exists():
         raise ConfigError(
-            f"unknown task {name_or_path!r}: not a built-in task "
-            f"({', '.join(BUILTIN_TASKS)}) and no such file"
+            f"unknown {what} {name_or_path!r}: not a built-in {what} "
+            f"({', '.join(builtins)}) and no such file"
         )
-    return load_task(path)
+    return load(path)
