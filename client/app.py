@@ -21,7 +21,7 @@ from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
 from hospfed.client.outgoing import make_outgoing_policy
 from hospfed.client.privacy import HospitalPrivacy, ledger_mac_key
-from hospfed.common.errors import ConfigError
+from hospfed.common.errors import ConfigError, PrivacyBudgetError
 from hospfed.common.protocol import (
     Key,
     decode_plan,
@@ -117,14 +117,18 @@ class HospitalClient(NumPyClient):
             loss = backend.train(self.data.x_train, self.data.y_train, plan)
             metrics[Key.TRAIN_LOSS] = loss
         else:
-            authorised = self.privacy.authorise(
-                plan,
-                num_examples=len(self.data.y_train),
-                run=self.run,
-                server_round=server_round,
-            )
+            try:
+                authorised = self.privacy.authorise(
+                    plan,
+                    num_examples=len(self.data.y_train),
+                    run=self.run,
+                    server_round=server_round,
+                )
+            except PrivacyBudgetError as exc:  # the coordinator names who declined
+                raise PrivacyBudgetError(f"{self.data.hospital}: {exc}") from exc
             backend.train(self.data.x_train, self.data.y_train, plan, authorised.step)
             metrics[Key.EPSILON] = authorised.epsilon_after
+            metrics[Key.NOISE_MULTIPLIER] = authorised.step.noise_multiplier
         return backend.get_weights(), len(self.data.y_train), metrics
 
     def evaluate(

@@ -136,27 +136,54 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def check_output_dir(path: Path) -> None:
+def check_output_dir(path: Path, *, what: str = "output") -> None:
     """Check, before any work, that ``path`` can become a results directory.
 
-    Nothing is created: a run that fails later leaves no empty directory.
+    The check is real, not ``os.access`` (which says yes to root everywhere,
+    ``/proc`` included): the missing directories are created, a probe file
+    is written, synced and deleted inside ``path``, and the directories the
+    check created are removed again, so a run that fails later leaves no
+    empty directory behind.
 
     Parameters
     ----------
     path : Path
         The directory to be written.
+    what : str
+        What the directory is, for the message (e.g. ``"state dir"``).
 
     Raises
     ------
     ConfigError
-        If ``path`` is a file, or neither it nor its nearest existing parent
-        is a writable directory.
+        If ``path`` or one of its parents is a file, or the system refuses
+        to create the directory or to write a file in it.
 
     """
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"output {path}: {existing} exists and is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"output {path}: {existing} is not writable")
+        raise ConfigError(f"{what} {path}: {existing} exists and is not a directory")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    created: list[Path] = []
+    try:
+        for directory in reversed(missing):
+            directory.mkdir()
+            created.append(directory)
+        fd, probe = tempfile.mkstemp(prefix=".hospfed-probe-", dir=path)
+        try:
+            os.write(fd, b"hospfed write probe\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"{what} {path}: cannot create or write files there ({reason}); "
+            "choose another directory"
+        ) from None
+    finally:
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):
+                directory.rmdir()

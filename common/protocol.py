@@ -43,6 +43,7 @@ class Key:
     LOSS = "loss"
     TRAIN_LOSS = "train-loss"
     EPSILON = "epsilon-spent"
+    NOISE_MULTIPLIER = "noise-multiplier"
 
 
 METRIC_WHITELIST: frozenset[str] = frozenset(
@@ -56,6 +57,7 @@ METRIC_WHITELIST: frozenset[str] = frozenset(
         Key.LOSS,
         Key.TRAIN_LOSS,
         Key.EPSILON,
+        Key.NOISE_MULTIPLIER,
     }
 )
 """The only metric names a hospital may send."""

@@ -5,50 +5,68 @@ the path on which Flower 1.42 offers SecAgg+ (``SecAggPlusWorkflow`` as the
 fit workflow), so secure aggregation can be switched on by config without a
 second server path. ``app`` reads ``context.run_config`` (deployment, via
 the ``hospfed.server.app:app`` a Flower deployment loads);
-``make_server_app`` binds a ready :class:`RunConfig` and an
-optional observer (the simulation's progress display).
+``make_server_app`` binds a ready :class:`RunConfig`, an optional
+observer (the simulation's progress display), a stop request and a
+checkpoint to resume. Every completed round is checkpointed and its
+results written, so a run that stops early keeps what it learned.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from logging import INFO
+from typing import Any
 
 from flwr.app import Context
-from flwr.common import log, parameters_to_ndarrays
-from flwr.compat.common import recorddict_compat as compat
+from flwr.common import log
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow
-from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 
+from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.model import Weights, initial_weights
+from hospfed.server.checkpoint import (
+    Checkpoint,
+    restore_strategy_state,
+    run_identity,
+)
 from hospfed.server.config import RunConfig
 from hospfed.server.history import RoundObserver, RunHistory
-from hospfed.server.results import describe_run, privacy_summary, write_results
+from hospfed.server.recorder import RunRecorder
+from hospfed.server.replies import ReplyLog
+from hospfed.server.stop import RunInterruptedError, StopRequest
 from hospfed.server.strategy import RoundGuard, build_strategy
 
 
 @dataclass
 class RunResult:
-    """What a finished run produced.
+    """What a run produced, however it ended.
 
     Attributes
     ----------
     history : RunHistory
-        Every round's metrics from every hospital.
+        Every completed round's metrics from every hospital.
     weights : list of numpy.ndarray
-        Final global weights (canonical layout).
+        Global weights after the last completed round (canonical layout).
     seconds : float
         Wall time of the rounds.
+    status : str
+        ``complete``, ``interrupted`` or ``failed``.
+    error : HospfedError or None
+        Why an incomplete run stopped (raise it to fail the caller).
+    completed_rounds : int
+        The last completed round.
 
     """
 
     history: RunHistory
     weights: Weights
     seconds: float
+    status: str = "complete"
+    error: HospfedError | None = None
+    completed_rounds: int = 0
 
 
 def run_federation(
@@ -56,8 +74,17 @@ def run_federation(
     context: Context,
     config: RunConfig,
     observer: RoundObserver | None = None,
+    *,
+    stop: StopRequest | None = None,
+    resume: Checkpoint | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Run ``config.num_rounds`` federated rounds and write the results.
+    """Run ``config.num_rounds`` federated rounds; keep results as they come.
+
+    With ``config.out_dir`` set, every completed round is checkpointed and
+    its results written (:class:`~hospfed.server.recorder.RunRecorder`), and
+    a run that stops early writes its final results marked ``interrupted``
+    or ``failed`` with the reason.
 
     Parameters
     ----------
@@ -68,66 +95,121 @@ def run_federation(
     config : RunConfig
         The run.
     observer : RoundObserver, optional
-        Told about each finished round.
+        Told about each finished round (after its checkpoint is written).
+    stop : StopRequest, optional
+        When set, the run stops before its next round.
+    resume : Checkpoint, optional
+        Continue this checkpoint (its settings must be ``config``'s; the
+        caller checks that) from its last completed round.
+    settings : Mapping, optional
+        The caller's own settings (recorded in ``metrics.json``, and part
+        of the config hash that a resume must match).
 
     Returns
     -------
     RunResult
-        History, final weights and wall time; also written to
-        ``config.out_dir`` when set.
+        History, weights after the last completed round, wall time, and
+        how the run ended. A run that stopped early carries the error
+        (:class:`~hospfed.common.errors.RoundFailedError`,
+        :class:`~hospfed.server.stop.RunInterruptedError`) instead of
+        raising it.
 
     Raises
     ------
-    RoundFailedError
-        If a round gets fewer than ``config.min_hospitals`` results.
+    ConfigError
+        If ``resume`` has already completed ``config.num_rounds`` rounds.
 
     """
     start = time.perf_counter()
-    history = RunHistory()
-    strategy = build_strategy(config, initial_weights(config.model, config.seed))
+    done = 0 if resume is None else resume.completed_rounds
+    if done >= config.num_rounds:
+        raise ConfigError(
+            f"the checkpoint has completed {done} rounds; ask for more rounds "
+            f"than that (got {config.num_rounds})"
+        )
+    history = RunHistory(list(resume.history.rounds) if resume else [])
+    weights = (
+        list(resume.weights)
+        if resume is not None
+        else initial_weights(config.model, config.seed)
+    )
+    strategy = build_strategy(config, weights)
+    if resume is not None:
+        restore_strategy_state(strategy, resume.optimizer)
+    settings = dict(settings or {})
+    recorder = None
+    if config.out_dir is not None:
+        recorder = RunRecorder(
+            config,
+            identity=run_identity(config, settings),
+            settings=settings,
+            history=history,
+            strategy=strategy,
+            resume=resume,
+        )
+    replies = ReplyLog(grid)
     guard = RoundGuard(
         strategy,
         min_results=config.min_hospitals,
         num_rounds=config.num_rounds,
         history=history,
         observer=observer,
+        weights=weights,
+        first_round=done + 1,
+        stop=stop,
+        replies=replies,
+        on_round_complete=None if recorder is None else recorder.round_completed,
     )
     log(
         INFO,
-        "run_federation: %s, %s rounds, at least %s hospitals per round",
+        "run_federation: %s, rounds %s to %s, at least %s hospitals per round",
         config.strategy,
+        done + 1,
         config.num_rounds,
         config.min_hospitals,
     )
     legacy = LegacyContext(
         context=context,
-        config=ServerConfig(num_rounds=config.num_rounds),
+        config=ServerConfig(num_rounds=config.num_rounds - done),
         strategy=guard,
     )
-    DefaultWorkflow()(grid, legacy)
-    record = legacy.state.array_records[MAIN_PARAMS_RECORD]
-    weights = parameters_to_ndarrays(
-        compat.arrayrecord_to_parameters(record, keep_input=True)
-    )
-    result = RunResult(history, weights, time.perf_counter() - start)
-    if config.out_dir is not None:
-        title = f"{config.strategy}, {config.num_rounds} rounds, seed {config.seed}"
-        epsilon = privacy_summary(history)["max_epsilon"]
-        title += (
-            ", non-private"
-            if epsilon is None
-            else f", DP-SGD max epsilon {epsilon:.2f}"
-        )
-        run = describe_run(config) | {"seconds": result.seconds, "title": title}
-        write_results(config.out_dir, history=history, weights=weights, run=run)
+    status = "complete"
+    error: HospfedError | None = None
+    try:
+        DefaultWorkflow()(replies, legacy)
+    except RunInterruptedError as exc:
+        status, error = "interrupted", exc
+    except HospfedError as exc:
+        status, error = "failed", exc
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    completed = guard.completed_rounds
+    failed_round = None
+    if status == "failed" and len(history.rounds) > completed:
+        failed_round = history.rounds[completed]
+    if recorder is not None:
+        recorder.finish(status, None if error is None else str(error), failed_round)
         log(INFO, "run_federation: results written to %s", config.out_dir)
-    return result
+    return RunResult(
+        RunHistory(history.rounds[:completed]),
+        guard.weights if guard.weights is not None else weights,
+        time.perf_counter() - start,
+        status=status,
+        error=error,
+        completed_rounds=completed,
+    )
 
 
 def make_server_app(
     config: RunConfig,
     observer: RoundObserver | None = None,
     on_result: Callable[[RunResult], None] | None = None,
+    *,
+    stop: StopRequest | None = None,
+    resume: Checkpoint | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> ServerApp:
     """Return a ServerApp bound to ``config`` (ignores the run config).
 
@@ -138,16 +220,23 @@ def make_server_app(
     observer : RoundObserver, optional
         Told about each finished round.
     on_result : callable, optional
-        Given the :class:`RunResult` when the run finishes.
+        Given the :class:`RunResult` when the run ends, however it ended;
+        without it, a run that stopped early raises its error.
+    stop, resume, settings
+        As for :func:`run_federation`.
 
     """
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        result = run_federation(grid, context, config, observer)
+        result = run_federation(
+            grid, context, config, observer, stop=stop, resume=resume, settings=settings
+        )
         if on_result is not None:
             on_result(result)
+        elif result.error is not None:
+            raise result.error
 
     return server_app
 
@@ -158,4 +247,6 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Deployment entry point: read ``context.run_config`` and run."""
-    run_federation(grid, context, RunConfig.from_mapping(context.run_config))
+    result = run_federation(grid, context, RunConfig.from_mapping(context.run_config))
+    if result.error is not None:
+        raise result.error

@@ -4,7 +4,8 @@ Each :class:`RoundRecord` keeps per-hospital training loss and evaluation
 metrics (accuracy, ROC AUC, loss on the hospital's own test set) plus two
 summaries: the example-weighted mean (weights = test-set sizes) and the plain
 mean over hospitals (FLamby's metric). NaN (e.g. AUC on a one-class test set)
-is kept out of the means and written to JSON as ``null``.
+is kept out of the means and written to JSON as ``null``, and read back as
+NaN (:meth:`RunHistory.from_json`, for checkpoints).
 """
 
 from __future__ import annotations
@@ -20,6 +21,41 @@ SUMMARY_METRICS = ("accuracy", "auc", "loss")
 
 
 @dataclass
+class Declined:
+    """A hospital that did not train in a round, and why.
+
+    Attributes
+    ----------
+    reason : str
+        The hospital's own message (e.g. its privacy budget), no traceback.
+    hospital : str or None
+        Its name; None until the coordinator learns which hospital the
+        failed node is (from a result it sends later in the run).
+    node : int or None
+        The Flower node that failed (not written to JSON: node ids change
+        from run to run).
+
+    """
+
+    reason: str
+    hospital: str | None = None
+    node: int | None = None
+
+    def label(self) -> str:
+        """``hospital: reason``, or the reason alone when it names the hospital."""
+        if self.hospital is None or self.reason.startswith(f"{self.hospital}: "):
+            return self.reason
+        return f"{self.hospital}: {self.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"hospital": name or "node N" or None, "reason": ...}``."""
+        name = self.hospital
+        if name is None and self.node is not None:
+            name = f"node {self.node}"
+        return {"hospital": name, "reason": self.reason}
+
+
+@dataclass
 class RoundRecord:
     """Metrics of one round.
 
@@ -29,11 +65,12 @@ class RoundRecord:
         The round (an epoch for the pooled reference).
     train : dict
         Hospital name to ``{"train_loss", "num_examples"}``, plus
-        ``"epsilon"`` (DP spent so far) for a private hospital.
+        ``"epsilon"`` (DP spent so far) and ``"noise_multiplier"`` (when
+        the hospital reports it) for a private hospital.
     evaluate : dict
         Hospital name to ``{"accuracy", "auc", "loss", "num_examples"}`` on
         that hospital's own test set.
-    declined : list of str
+    declined : list of Declined
         Hospitals that did not take part in training, each with its reason
         (e.g. its privacy budget).
 
@@ -42,7 +79,7 @@ class RoundRecord:
     server_round: int
     train: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluate: dict[str, dict[str, float]] = field(default_factory=dict)
-    declined: list[str] = field(default_factory=list)
+    declined: list[Declined] = field(default_factory=list)
 
     def add_training(
         self,
@@ -51,6 +88,7 @@ class RoundRecord:
         num_examples: int,
         *,
         epsilon: float | None = None,
+        noise_multiplier: float | None = None,
     ) -> None:
         """Record one hospital's local training in this round."""
         self.train[hospital] = {
@@ -59,6 +97,8 @@ class RoundRecord:
         }
         if epsilon is not None:
             self.train[hospital]["epsilon"] = float(epsilon)
+        if noise_multiplier is not None:
+            self.train[hospital]["noise_multiplier"] = float(noise_multiplier)
 
     def epsilons(self) -> dict[str, float]:
         """Epsilon spent so far by each private hospital that trained."""
@@ -100,10 +140,42 @@ class RoundRecord:
                 "weighted": self.weighted(),
                 "mean": self.mean(),
                 "epsilon": {"max": self.max_epsilon(), **self.epsilons()},
-                "declined": self.declined,
+                "declined": [d.to_json() for d in self.declined],
             }
         )
         return cleaned
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RoundRecord:
+        """Read back what :meth:`to_json` wrote (``null`` becomes NaN).
+
+        Raises
+        ------
+        ValueError
+            If a field is missing or of the wrong type.
+
+        """
+        try:
+            return cls(
+                server_round=int(data["round"]),
+                train=_metrics_table(data["train"]),
+                evaluate=_metrics_table(data["evaluate"]),
+                declined=[
+                    Declined(reason=str(d["reason"]), hospital=d.get("hospital"))
+                    for d in data["declined"]
+                ],
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed round record: {exc!r}") from None
+
+
+def _metrics_table(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    return {
+        str(hospital): {
+            str(k): math.nan if v is None else float(v) for k, v in metrics.items()
+        }
+        for hospital, metrics in data.items()
+    }
 
 
 def _mean(rows: Any, metric: str, *, weighted: bool) -> float:
@@ -154,3 +226,19 @@ class RunHistory:
     def to_json(self) -> list[dict[str, Any]]:
         """Return every round as JSON-ready dicts."""
         return [r.to_json() for r in self.rounds]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> RunHistory:
+        """Read back what :meth:`to_json` wrote.
+
+        Raises
+        ------
+        ValueError
+            If a record is malformed, or the rounds are not 1, 2, 3, ...
+
+        """
+        rounds = [RoundRecord.from_json(r) for r in data]
+        numbers = [r.server_round for r in rounds]
+        if numbers != list(range(1, len(rounds) + 1)):
+            raise ValueError(f"rounds must be 1, 2, 3, ... without gaps, got {numbers}")
+        return cls(rounds)

@@ -1,18 +1,26 @@
 """The results directory of a run: metrics.json, model.npz, curves.png.
 
-``metrics.json`` holds the run's configuration and every round's metrics
-from every hospital; ``model.npz`` the final global weights (canonical
-layout, arrays ``w0``, ``w1``, ...; load with ``numpy.load`` and the default
-``allow_pickle=False``); ``curves.png`` accuracy and loss per round per
-hospital. All three are rendered in memory first and then written
-atomically, so a failed run leaves no partial results.
+``metrics.json`` holds the run's status (``complete``, ``running``,
+``interrupted`` or ``failed``, with the reason), its configuration and
+provenance (versions), and every completed round's metrics from every
+hospital; ``model.npz`` the global weights after the last completed round
+(canonical layout, arrays ``w0``, ``w1``, ...; load with ``numpy.load`` and
+the default ``allow_pickle=False``); ``curves.png`` accuracy and loss per
+round per hospital. The files are rendered in memory first and then
+written atomically, so no file is ever half-written; a result file a write
+does not produce (no model before the first round) is removed, so the
+directory never mixes two runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import io
 import json
 import math
+import platform
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,19 +30,43 @@ import numpy as np
 from hospfed.common.files import atomic_write_many
 from hospfed.common.model import Weights
 from hospfed.server.config import RunConfig
-from hospfed.server.history import RunHistory
+from hospfed.server.history import RoundRecord, RunHistory
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.npz"
 CURVES_FILE = "curves.png"
+RESULT_FILES = (METRICS_FILE, MODEL_FILE, CURVES_FILE)
+
+STATUSES = ("complete", "running", "interrupted", "failed")
+"""``running``: written after a round while the run goes on; a run found in
+that state was killed."""
+
+VERSIONED = (
+    "hospfed",
+    "flwr",
+    "ray",
+    "tensorflow",
+    "keras",
+    "torch",
+    "opacus",
+    "numpy",
+    "pandas",
+    "cryptography",
+)
+"""Distributions whose versions ``metrics.json`` records."""
 
 
 def write_results(
     out_dir: Path,
     *,
     history: RunHistory,
-    weights: Weights,
+    weights: Weights | None,
     run: dict[str, Any],
+    status: str = "complete",
+    reason: str | None = None,
+    failed_round: RoundRecord | None = None,
+    privacy_targets: Mapping[str, Any] | None = None,
+    curves: bool = True,
 ) -> None:
     """Write the results directory.
 
@@ -43,54 +75,121 @@ def write_results(
     out_dir : Path
         Created if missing.
     history : RunHistory
-        Every round's metrics.
-    weights : list of numpy.ndarray
-        Final global weights.
+        Every completed round's metrics.
+    weights : list of numpy.ndarray or None
+        Global weights after the last completed round; None (no round
+        completed) writes no ``model.npz``.
     run : dict
         JSON-ready description of the run (config, model, seed, ...).
+    status : str
+        One of :data:`STATUSES`.
+    reason : str, optional
+        Why an incomplete run stopped.
+    failed_round : RoundRecord, optional
+        What the round that failed recorded (who did not train, and why).
+    privacy_targets : Mapping, optional
+        The privacy settings the run asked for (epsilon, delta, clip norm).
+    curves : bool
+        Draw ``curves.png`` (skipped in the writes after each round).
 
     """
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; allowed: {STATUSES}")
     final = history.final()
+    extra = [] if failed_round is None else [failed_round]
     metrics = {
+        "status": status,
+        "reason": reason,
+        "completed_rounds": len(history.rounds),
+        "planned_rounds": run.get("num_rounds"),
         "run": run,
-        "privacy": privacy_summary(history),
+        "privacy": privacy_summary(history, extra, targets=privacy_targets),
         "final": final.to_json() if final else None,
         "rounds": history.to_json(),
+        "failed_round": None if failed_round is None else failed_round.to_json(),
     }
-    files = {
-        METRICS_FILE: json.dumps(metrics, indent=2, allow_nan=False).encode(),
-        MODEL_FILE: _npz_bytes(weights),
-        CURVES_FILE: _curves_png(history, title=str(run.get("title", ""))),
-    }
+    files = {METRICS_FILE: json.dumps(metrics, indent=2, allow_nan=False).encode()}
+    if weights is not None:
+        files[MODEL_FILE] = _npz_bytes(weights)
+    if curves and history.rounds:
+        files[CURVES_FILE] = _curves_png(history, title=str(run.get("title", "")))
     atomic_write_many(out_dir, files)
+    for name in set(RESULT_FILES) - set(files):  # from an earlier run
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / name).unlink()
 
 
-def privacy_summary(history: RunHistory) -> dict[str, Any]:
-    """Each hospital's last reported epsilon, and who trained without DP.
+def privacy_summary(
+    history: RunHistory,
+    extra: Iterable[RoundRecord] = (),
+    *,
+    targets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Each hospital's privacy spending, and who did not train.
 
     Parameters
     ----------
     history : RunHistory
-        The run's rounds.
+        The run's completed rounds.
+    extra : iterable of RoundRecord
+        Further records (the round that failed).
+    targets : Mapping, optional
+        The privacy settings the run asked for.
 
     Returns
     -------
     dict
-        ``max_epsilon`` (None when no hospital used DP), ``epsilon`` per
-        private hospital, and ``non_private``: hospitals that trained
-        without differential privacy.
+        ``max_epsilon`` (None when no hospital used DP), ``epsilon`` (last
+        reported) and ``noise_multiplier`` (last reported, when hospitals
+        report it) per private hospital, ``non_private`` (hospitals that
+        trained without differential privacy), ``declined`` (each hospital
+        that did not train in some round: those rounds and the last
+        reason), ``never_trained`` (hospitals that declined every round they
+        were asked), and ``targets``.
 
     """
     latest: dict[str, float] = {}
+    noise: dict[str, float] = {}
     trained: set[str] = set()
-    for record in history.rounds:
+    declined: dict[str, dict[str, Any]] = {}
+    for record in [*history.rounds, *extra]:
         trained |= set(record.train)
         latest |= record.epsilons()
+        noise |= {
+            h: m["noise_multiplier"]
+            for h, m in record.train.items()
+            if "noise_multiplier" in m
+        }
+        for d in record.declined:
+            name = d.to_json()["hospital"] or "unknown hospital"
+            entry = declined.setdefault(name, {"rounds": [], "reason": d.reason})
+            entry["rounds"].append(record.server_round)
+            entry["reason"] = d.reason
     return {
         "max_epsilon": max(latest.values()) if latest else None,
         "epsilon": latest,
+        "noise_multiplier": noise,
         "non_private": sorted(trained - set(latest)),
+        "declined": declined,
+        "never_trained": sorted(set(declined) - trained),
+        "targets": None if targets is None else dict(targets),
     }
+
+
+def versions() -> dict[str, str | None]:
+    """Python's and each of :data:`VERSIONED`'s installed version.
+
+    Read from the installed distributions' metadata, so nothing heavy is
+    imported; None for one that is not installed.
+    """
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        found[name] = None
+        for dist in (name, f"{name}-cpu"):  # tensorflow-cpu
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                found[name] = importlib.metadata.version(dist)
+                break
+    return found
 
 
 def load_weights(path: Path) -> Weights:

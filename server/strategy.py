@@ -6,7 +6,9 @@ always sending the same round instructions to every hospital.
 :class:`RoundGuard` wraps any strategy (Flower's DP wrappers included): it
 fails the run with :class:`~hospfed.common.errors.RoundFailedError` when a
 round gets fewer results than its minimum (Flower alone logs "0 results and
-N failures" and carries on), and records every hospital's metrics.
+N failures" and carries on), records every hospital's metrics and who did
+not train, stops between rounds on request, and hands each completed
+round's weights to the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from flwr.common import (
     Scalar,
     log,
     ndarrays_to_parameters,
+    parameters_to_ndarrays,
 )
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
@@ -42,7 +45,9 @@ from hospfed.common.metrics import Evaluation
 from hospfed.common.model import Weights
 from hospfed.common.protocol import Key, encode_instructions
 from hospfed.server.config import STRATEGIES, RunConfig
-from hospfed.server.history import RoundObserver, RunHistory
+from hospfed.server.history import Declined, RoundObserver, RunHistory
+from hospfed.server.replies import ReplyLog
+from hospfed.server.stop import RunInterruptedError, StopRequest
 
 Failures = list[tuple[ClientProxy, FitRes] | BaseException]
 EvalFailures = list[tuple[ClientProxy, EvaluateRes] | BaseException]
@@ -134,14 +139,18 @@ def describe_failures(failures: Failures | EvalFailures) -> list[str]:
     lines = []
     for failure in failures:
         if isinstance(failure, BaseException):
-            # Flower wraps a client's error as Exception(Error(code, reason)).
-            error = failure.args[0] if failure.args else None
-            reason = str(getattr(error, "reason", failure))
-            lines.append(_short_reason(reason) or type(failure).__name__)
+            lines.append(_failure_reason(failure))
         else:
             proxy, res = failure
             lines.append(f"node {proxy.node_id}: {_short_reason(res.status.message)}")
     return lines
+
+
+def _failure_reason(failure: BaseException) -> str:
+    # Flower wraps a client's error as Exception(Error(code, reason)).
+    error = failure.args[0] if failure.args else None
+    reason = str(getattr(error, "reason", failure))
+    return _short_reason(reason) or type(failure).__name__
 
 
 def _short_reason(text: str, limit: int = 300) -> str:
@@ -159,6 +168,14 @@ def _short_reason(text: str, limit: int = 300) -> str:
 class RoundGuard(Strategy):
     """Wrap a strategy: enforce a minimum of results, record metrics.
 
+    Also: numbers rounds from ``first_round`` (a resumed run continues
+    with its real round numbers, which FedAdam's bias correction and each
+    hospital's batch order depend on), stops between rounds when ``stop``
+    is set, aggregates results in a fixed order (by hospital, so the same
+    seed gives the same weights bit for bit), names each hospital that
+    did not train, and reports each completed round's weights to
+    ``on_round_complete`` (the checkpoint) before telling ``observer``.
+
     Parameters
     ----------
     strategy : Strategy
@@ -171,6 +188,18 @@ class RoundGuard(Strategy):
         Where every round's metrics are recorded.
     observer : RoundObserver, optional
         Told about each finished round.
+    weights : list of numpy.ndarray, optional
+        The global weights the run starts from (reported as the completed
+        weights until a round aggregates new ones).
+    first_round : int
+        The real number of Flower's round 1.
+    stop : StopRequest, optional
+        Checked before each round starts.
+    replies : ReplyLog, optional
+        Tells which node sent each failed reply.
+    on_round_complete : callable, optional
+        Called with ``(server_round, weights)`` once a round has trained and
+        evaluated.
 
     """
 
@@ -182,6 +211,11 @@ class RoundGuard(Strategy):
         num_rounds: int,
         history: RunHistory,
         observer: RoundObserver | None = None,
+        weights: Weights | None = None,
+        first_round: int = 1,
+        stop: StopRequest | None = None,
+        replies: ReplyLog | None = None,
+        on_round_complete: Callable[[int, Weights], None] | None = None,
     ) -> None:
         super().__init__()
         self.strategy = strategy
@@ -189,6 +223,14 @@ class RoundGuard(Strategy):
         self.num_rounds = num_rounds
         self.history = history
         self.observer = observer
+        self.weights: Weights | None = weights
+        self.completed_rounds = first_round - 1
+        self.stop = stop
+        self.replies = replies
+        self.on_round_complete = on_round_complete
+        self.names: dict[int, str] = {}
+        self._offset = first_round - 1
+        self._aggregated: Weights | None = None
 
     def __repr__(self) -> str:
         return f"RoundGuard({self.strategy!r}, min_results={self.min_results})"
@@ -200,7 +242,11 @@ class RoundGuard(Strategy):
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        """Delegate; fail the run if fewer hospitals than the minimum are asked."""
+        """Stop if asked; delegate; fail if fewer hospitals than the minimum."""
+        if self.stop is not None and self.stop.is_set():
+            raise self._interrupted()
+        server_round += self._offset
+        self._aggregated = None
         instructions = self.strategy.configure_fit(
             server_round, parameters, client_manager
         )
@@ -213,32 +259,43 @@ class RoundGuard(Strategy):
         results: list[tuple[ClientProxy, FitRes]],
         failures: Failures,
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Fail the run if too few hospitals trained; else record and delegate."""
-        self._check(server_round, "train", len(results), failures)
+        """Record who trained and who did not; fail if too few; delegate."""
+        server_round += self._offset
+        results = sorted(results, key=lambda r: (_hospital(*r), r[0].node_id))
         record = self.history.round(server_round)
         for proxy, res in results:
+            self._learn(proxy, res.metrics)
             loss = float(res.metrics.get(Key.TRAIN_LOSS, math.nan))
-            epsilon = res.metrics.get(Key.EPSILON)
             record.add_training(
-                _hospital(proxy, res.metrics),
+                _hospital(proxy, res),
                 loss,
                 res.num_examples,
-                epsilon=None if epsilon is None else float(epsilon),
+                epsilon=_float_or_none(res.metrics.get(Key.EPSILON)),
+                noise_multiplier=_float_or_none(res.metrics.get(Key.NOISE_MULTIPLIER)),
             )
-        record.declined = describe_failures(failures)
-        for reason in record.declined:
+        record.declined = [self._declined(f) for f in failures]
+        self._resolve_names()
+        for declined in record.declined:
             log(
                 WARNING,
-                "round %s: a hospital did not participate: %s",
+                "round %s: a hospital did not train: %s",
                 server_round,
-                reason,
+                declined.label(),
             )
-        return self.strategy.aggregate_fit(server_round, results, failures)
+        labels = [d.label() for d in record.declined]
+        self._check(server_round, "train", len(results), labels)
+        parameters, metrics = self.strategy.aggregate_fit(
+            server_round, results, failures
+        )
+        if parameters is not None:
+            self._aggregated = parameters_to_ndarrays(parameters)
+        return parameters, metrics
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
         """Delegate; fail the run if fewer hospitals than the minimum are asked."""
+        server_round += self._offset
         instructions = self.strategy.configure_evaluate(
             server_round, parameters, client_manager
         )
@@ -251,17 +308,21 @@ class RoundGuard(Strategy):
         results: list[tuple[ClientProxy, EvaluateRes]],
         failures: EvalFailures,
     ) -> tuple[float | None, dict[str, Scalar]]:
-        """Fail the run if too few hospitals evaluated; else record metrics."""
-        self._check(server_round, "evaluate", len(results), failures)
+        """Record metrics; fail if too few; the round is then complete."""
+        server_round += self._offset
         record = self.history.round(server_round)
         for proxy, res in results:
+            self._learn(proxy, res.metrics)
+        self._resolve_names()
+        self._check(server_round, "evaluate", len(results), self._labels(failures))
+        for proxy, res in sorted(results, key=lambda r: _hospital(*r)):
             score = Evaluation(
                 loss=float(res.loss),
                 accuracy=float(res.metrics.get(Key.ACCURACY, math.nan)),
                 auc=float(res.metrics.get(Key.AUC, math.nan)),
                 num_examples=res.num_examples,
             )
-            record.add_evaluation(_hospital(proxy, res.metrics), score)
+            record.add_evaluation(_hospital(proxy, res), score)
         loss, _ = self.strategy.aggregate_evaluate(server_round, results, failures)
         summary = record.weighted()
         log(
@@ -271,6 +332,11 @@ class RoundGuard(Strategy):
             summary["accuracy"],
             record.mean()["accuracy"],
         )
+        if self._aggregated is not None:
+            self.weights = self._aggregated
+        self.completed_rounds = server_round
+        if self.on_round_complete is not None and self.weights is not None:
+            self.on_round_complete(server_round, self.weights)
         if self.observer is not None:
             self.observer.on_round_end(record, self.num_rounds)
         return loss, {f"weighted-{k}": v for k, v in summary.items()}
@@ -279,20 +345,60 @@ class RoundGuard(Strategy):
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Scalar]] | None:
         """Delegate to the wrapped strategy (no central test set by default)."""
-        return self.strategy.evaluate(server_round, parameters)
+        return self.strategy.evaluate(server_round + self._offset, parameters)
+
+    def _interrupted(self) -> RunInterruptedError:
+        assert self.stop is not None
+        return RunInterruptedError(
+            completed_rounds=self.completed_rounds,
+            num_rounds=self.num_rounds,
+            reason=self.stop.reason or "stop requested",
+            exit_code=self.stop.exit_code,
+        )
+
+    def _learn(self, proxy: ClientProxy, metrics: dict[str, Scalar]) -> None:
+        if Key.HOSPITAL in metrics:
+            self.names[proxy.node_id] = str(metrics[Key.HOSPITAL])
+
+    def _declined(
+        self, failure: tuple[ClientProxy, FitRes | EvaluateRes] | BaseException
+    ) -> Declined:
+        if isinstance(failure, BaseException):
+            node = None if self.replies is None else self.replies.node_of(failure)
+            reason = _failure_reason(failure)
+        else:
+            node = failure[0].node_id
+            reason = _short_reason(failure[1].status.message)
+        return Declined(reason=reason, node=node)
+
+    def _labels(self, failures: Failures | EvalFailures) -> list[str]:
+        declined = [self._declined(f) for f in failures]
+        for d in declined:
+            d.hospital = self.names.get(d.node) if d.node is not None else None
+        return [d.label() for d in declined]
+
+    def _resolve_names(self) -> None:
+        for record in self.history.rounds:
+            for declined in record.declined:
+                if declined.hospital is None and declined.node in self.names:
+                    declined.hospital = self.names[declined.node]
 
     def _check(
         self,
         server_round: int,
         phase: str,
         count: int,
-        failures: Failures | EvalFailures,
+        failures: list[str],
         *,
         sampled: bool = False,
     ) -> None:
         if count >= self.min_results:
             return
-        reasons = describe_failures(failures)
+        if self.stop is not None and self.stop.is_set():
+            # A signal sent to the whole process group may have stopped the
+            # hospitals' workers too: this round is lost, not failed.
+            raise self._interrupted()
+        reasons = failures
         if sampled:  # Flower would skip the round silently
             reasons = [f"only {count} hospitals available to sample"]
         raise RoundFailedError(
@@ -304,5 +410,9 @@ class RoundGuard(Strategy):
         )
 
 
-def _hospital(proxy: ClientProxy, metrics: dict[str, Scalar]) -> str:
-    return str(metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))
+def _float_or_none(value: Scalar | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _hospital(proxy: ClientProxy, res: FitRes | EvaluateRes) -> str:
+    return str(res.metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))

@@ -2,28 +2,37 @@
 
 ``hospfed-sim heart`` runs the four-hospital Fed-Heart-Disease federation
 end to end and writes a results directory (metrics.json, model.npz,
-curves.png); ``--pooled`` trains the same model on the pooled data instead.
+curves.png, checkpoint.npz); ``--pooled`` trains the same model on the
+pooled data instead; ``--resume DIR`` continues an interrupted run.
+
+Ctrl-C or SIGTERM stops the run after the current round: its results so
+far are written (marked ``interrupted``), Ray is shut down, the workspace
+removed, one line printed, and the exit code is 130 (143 for SIGTERM). A
+second signal stops at once (exit 130 or 143, no traceback), keeping the
+last round's checkpoint.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
 from hospfed.client.privacy import PrivacySettings
 from hospfed.common.cli import make_app, run_app
 from hospfed.common.datasets.heart import HOSPITALS
-from hospfed.common.errors import ConfigError
-from hospfed.common.files import check_output_dir
+from hospfed.common.errors import HospfedError
 from hospfed.server.app import RunResult
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES, RunConfig
+from hospfed.server.stop import RunInterruptedError, StopRequest
 from hospfed.simulations.heart import (
     POOLED_EPOCHS,
     SIM_BACKENDS,
@@ -33,7 +42,10 @@ from hospfed.simulations.heart import (
     run_federated,
     run_pooled,
 )
+from hospfed.simulations.options import HeartPlan, plan_heart
 from hospfed.simulations.progress import RoundProgress
+from hospfed.simulations.signals import SignalStop, signal_name
+from hospfed.simulations.workspace import Workspace
 
 PROG = "hospfed-sim"
 app = make_app("Run many virtual hospitals on one machine (research and demo).")
@@ -41,6 +53,7 @@ app = make_app("Run many virtual hospitals on one machine (research and demo).")
 
 @app.command()
 def heart(
+    ctx: typer.Context,
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = (
         DEFAULT_ROUNDS
     ),
@@ -68,6 +81,9 @@ def heart(
             "Hungary on Keras, Switzerland and VA on PyTorch)."
         ),
     ] = "keras",
+    local_steps: Annotated[
+        int, typer.Option(min=1, help="Local SGD steps per hospital per round.")
+    ] = 100,
     epsilon: Annotated[
         float | None,
         typer.Option(
@@ -82,8 +98,16 @@ def heart(
     state_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Keep the hospitals' privacy ledgers here across runs "
-            "[default: a temporary directory, removed after the run]."
+            help="Keep the hospitals' privacy ledgers here across runs (with "
+            "--epsilon), with each hospital's key [default: a temporary "
+            "directory, removed after the run]."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the run in this results directory from its last "
+            "completed round to --rounds (settings not given are the run's own)."
         ),
     ] = None,
     verbose: Annotated[
@@ -91,51 +115,151 @@ def heart(
     ] = False,
 ) -> None:
     """Fed-Heart-Disease: 4 real hospitals (Cleveland, Hungary, Switzerland, VA)."""
-    name = "pooled" if pooled else strategy.strip().lower()
-    privacy = (
-        None
-        if epsilon is None
-        else PrivacySettings(
-            epsilon=epsilon, delta=delta, clip_norm=clip_norm, planned_rounds=rounds
-        )
-    )
-    config = RunConfig.from_mapping(
-        {
-            "num-rounds": rounds,
-            "strategy": strategy,
-            "seed": seed,
-            "min-hospitals": min_hospitals,
-            "out-dir": str(out or Path("results") / f"heart-{name}"),
-        }
-    )
-    if config.out_dir is not None:
-        check_output_dir(config.out_dir)
-    if pooled and (epsilon is not None or backend != "keras"):
-        raise ConfigError("--pooled is the non-private Keras reference")
+    explicit = {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    }
+    plan = plan_heart(ctx.params, explicit)
     console = Console()
-    title = f"Fed-Heart-Disease {name}, seed {seed}"
+    stop = StopRequest()
+    if plan.pooled:
+        _pooled(plan, console, stop)
+    else:
+        _federated(plan, console, stop)
+
+
+def _pooled(plan: HeartPlan, console: Console, stop: StopRequest) -> None:
+    config = plan.config
+    title = f"Fed-Heart-Disease pooled, seed {config.seed}"
     start = time.perf_counter()
-    if pooled:
-        with RoundProgress(epochs, title + " (epochs)", console) as progress:
-            result = run_pooled(config, epochs=epochs, observer=progress)
-        _summary(console, result, title, config, time.perf_counter() - start)
-        return
-    console.print(_privacy_line(privacy, backend), highlight=False, soft_wrap=True)
-    with tempfile.TemporaryDirectory(prefix="hospfed-sites-") as work:
-        if privacy is not None and state_dir is None:
-            state_dir = Path(work) / "state"
-        sites = _prepare(console, Path(work), seed)
-        nodes = heart_nodes(sites, backend, privacy=privacy, state_dir=state_dir)
-        with RoundProgress(config.num_rounds, title, console) as progress:
-            result = run_federated(
-                config, nodes=nodes, observer=progress, verbose=verbose
+
+    def at_once(signum: int) -> None:
+        _exit_at_once(f"stopped at once ({signal_name(signum)} again)", signum)
+
+    with SignalStop(stop, at_once):  # until the end: no KeyboardInterrupt
+        with RoundProgress(plan.epochs, title + " (epochs)", console) as progress:
+            result = run_pooled(
+                config, epochs=plan.epochs, observer=progress, stop=stop
             )
-    _summary(console, result, title, config, time.perf_counter() - start)
+        if isinstance(result.error, RunInterruptedError):
+            _interrupted(plan, result.error, written=result.completed_rounds > 0)
+        _summary(console, result, title, config, time.perf_counter() - start)
 
 
-def _prepare(console: Console, work: Path, seed: int) -> list[PreparedSite]:
+def _federated(plan: HeartPlan, console: Console, stop: StopRequest) -> None:
+    config = plan.config
+    title = f"Fed-Heart-Disease {config.strategy}, seed {config.seed}"
     start = time.perf_counter()
-    sites = prepare_sites(work, seed=seed)
+    console.print(
+        _privacy_line(plan.privacy, plan.backend), highlight=False, soft_wrap=True
+    )
+    if plan.resume is not None:
+        console.print(
+            f"resuming {plan.out_dir} after round {plan.done} of "
+            f"{plan.resume.num_rounds}, to round {config.num_rounds}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    progress = RoundProgress(config.num_rounds, title, console, completed=plan.done)
+    workspace = Workspace.create()  # removed below on every way out
+
+    def at_once(signum: int) -> None:
+        workspace.remove()  # the run's processes first, then keys and data
+        _exit_at_once(
+            f"stopped at once ({signal_name(signum)} again) "
+            + _kept(plan, progress.last_round),
+            signum,
+        )
+
+    signals = SignalStop(stop, at_once)
+    signals.install()
+    early: RunInterruptedError | None = None
+    try:
+        sites = _prepare(console, workspace, config.seed, plan.state_dir)
+        state_dir = plan.state_dir
+        if plan.privacy is not None and state_dir is None:
+            state_dir = workspace.state_dir
+        nodes = heart_nodes(
+            sites, plan.backend, privacy=plan.privacy, state_dir=state_dir
+        )
+        with progress:
+            result = run_federated(
+                config,
+                nodes=nodes,
+                observer=progress,
+                verbose=plan.verbose,
+                stop=stop,
+                resume=plan.resume,
+                settings=plan.settings,
+            )
+    except RunInterruptedError as exc:  # asked before Ray was up
+        early = exc
+    finally:
+        workspace.remove()
+    if early is not None:
+        _interrupted(plan, early, written=False)
+    if isinstance(result.error, RunInterruptedError):
+        _interrupted(plan, result.error, written=result.completed_rounds > 0)
+    if result.error is not None:
+        _failed(plan, result)
+    _summary(console, result, title, config, time.perf_counter() - start)
+    signals.restore()
+
+
+def _kept(plan: HeartPlan, completed: int) -> str:
+    """What the results directory keeps, and how to go on."""
+    unit, total = (
+        ("epoch", plan.epochs) if plan.pooled else ("round", plan.config.num_rounds)
+    )
+    if completed == 0:
+        return f"before {unit} 1 of {total} completed; nothing was written"
+    where = f"after {unit} {completed} of {total}; results so far in {plan.out_dir}"
+    if plan.pooled:
+        return where
+    if not plan.resumable:
+        return (
+            f"{where} (not resumable: the hospitals' privacy ledgers were "
+            "temporary; use --state-dir to make a private run resumable)"
+        )
+    return f"{where} (resume with --resume {plan.out_dir})"
+
+
+def _interrupted(plan: HeartPlan, error: RunInterruptedError, *, written: bool) -> None:
+    completed = error.completed_rounds if written or plan.resume else 0
+    print(f"{PROG}: interrupted {_kept(plan, completed)}", file=sys.stderr, flush=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _failed(plan: HeartPlan, result: RunResult) -> None:
+    assert result.error is not None
+    message = str(result.error)
+    if result.completed_rounds:
+        message += (
+            f"; results of rounds 1-{result.completed_rounds} are in {plan.out_dir}"
+        )
+        if plan.resumable:
+            message += f" (resume with --resume {plan.out_dir})"
+    else:
+        message += f"; the reason is recorded in {plan.out_dir}/metrics.json"
+    error = HospfedError(message)
+    error.exit_code = result.error.exit_code
+    raise error
+
+
+def _exit_at_once(what: str, signum: int) -> None:
+    """Print one line and end the process now (from a signal handler)."""
+    try:
+        print(f"{PROG}: {what}", file=sys.stderr, flush=True)
+    finally:
+        os._exit(128 + signum)
+
+
+def _prepare(
+    console: Console, workspace: Workspace, seed: int, state_dir: Path | None
+) -> list[PreparedSite]:
+    start = time.perf_counter()
+    sites = prepare_sites(workspace, seed=seed, state_dir=state_dir)
     console.print(
         f"prepared {len(sites)} hospitals: synthetic raw exports -> de-identified "
         f"-> encrypted datasets ({time.perf_counter() - start:.1f} s); each "
@@ -190,5 +314,15 @@ def _hospital_order(item: tuple[str, object]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point of ``hospfed-sim``."""
-    sys.exit(run_app(app, PROG, argv))
+    """Console entry point of ``hospfed-sim``.
+
+    If a thread of Flower's runtime is still waiting when the command is
+    done (a run that ended abnormally), the process exits without waiting
+    for it: the results are written and Ray is shut down by then.
+    """
+    code = run_app(app, PROG, argv)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

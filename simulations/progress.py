@@ -32,13 +32,26 @@ class RoundProgress:
         Shown beside the bar.
     console : rich.console.Console, optional
         Where to draw (default: stdout).
+    completed : int
+        Rounds already done (a resumed run).
+
+    Attributes
+    ----------
+    last_round : int
+        The last round shown as completed.
 
     """
 
     def __init__(
-        self, num_rounds: int, title: str, console: Console | None = None
+        self,
+        num_rounds: int,
+        title: str,
+        console: Console | None = None,
+        *,
+        completed: int = 0,
     ) -> None:
         self.console = console or Console()
+        self.last_round = completed
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -48,7 +61,7 @@ class RoundProgress:
             console=self.console,
             transient=False,
         )
-        self.task = self.progress.add_task(title, total=num_rounds)
+        self.task = self.progress.add_task(title, total=num_rounds, completed=completed)
 
     def __enter__(self) -> RoundProgress:
         self.progress.start()
@@ -79,6 +92,7 @@ class RoundProgress:
             soft_wrap=True,
         )
         self.progress.update(self.task, completed=record.server_round)
+        self.last_round = record.server_round
 
 
 def _epsilon_text(record: RoundRecord) -> str:

@@ -90,9 +90,17 @@ def test_a_round_with_a_failed_hospital_fails_the_command_loudly(tmp_path):
         "least 4; 1 failures: "
     ), last
     assert "site.hfd: chunk 0 of 1 failed authentication" in last, last
+    assert last.endswith(f"; the reason is recorded in {tmp_path / 'out'}/metrics.json")
     assert "Traceback" not in done.stderr
     assert "Traceback" not in done.stdout
-    assert not (tmp_path / "out").exists()
+    # Nothing was learned, so no model; but the run says why it failed.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["status"], metrics["completed_rounds"]) == ("failed", 0)
+    assert metrics["reason"].startswith("round 1 (train) failed")
+    [(_name, declined)] = metrics["privacy"]["declined"].items()
+    assert "failed authentication" in declined["reason"]
+    assert declined["rounds"] == [1]
 
 
 def test_simulation_driver_does_not_import_tensorflow():
@@ -128,13 +136,23 @@ def test_mixed_private_federation_spends_its_budget_once(tmp_path):
     assert metrics["privacy"]["non_private"] == []
     first_round = metrics["rounds"][0]["epsilon"]
     assert 0 < first_round["max"] < metrics["privacy"]["max_epsilon"]
-    # A new run on the same hospitals finds the budget spent: every
-    # hospital declines, the run fails loudly and writes nothing.
-    second = sim(*common, "--out", str(tmp_path / "b"))
+    # A new run on the same hospitals (same keys, same ledgers, in the state
+    # dir), asking for epsilon 0.5, finds more than that spent: every
+    # hospital declines, the run fails loudly, learns nothing, says why.
+    second = sim(
+        "--rounds", "2", "--epsilon", "0.5", "--state-dir", str(state),
+        "--out", str(tmp_path / "b"),
+    )  # fmt: skip
     assert second.returncode == 3, second.stdout + second.stderr[-3000:]
     last = second.stderr.splitlines()[-1]
     assert last.startswith("hospfed-sim: error: round 1 (train) failed")
-    assert "privacy budget: round 1 would raise epsilon from" in last
-    assert not (tmp_path / "b").exists()
+    assert "privacy budget: epsilon" in last and "this hospital declines it" in last
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["metrics.json"]
+    failed = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and failed["completed_rounds"] == 0
+    declined = failed["privacy"]["declined"]
+    assert len(declined) == 4 and len(failed["privacy"]["never_trained"]) == 4
+    assert all("privacy budget" in d["reason"] for d in declined.values())
+    assert all(d["rounds"] == [1] for d in declined.values())
     ledger = json.loads((state / "va" / "privacy-ledger.json").read_text())
     assert [e["round"] for e in ledger["entries"]] == [1, 2]

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from hospfed.server.history import RunHistory
+from hospfed.server.history import Declined, RoundRecord, RunHistory
 from hospfed.server.results import load_weights, write_results
 
 
@@ -67,6 +67,74 @@ def test_metrics_report_each_hospitals_epsilon_and_who_was_not_private(tmp_path)
     assert metrics["privacy"] == {
         "max_epsilon": 0.6,
         "epsilon": {"a": 0.6},
+        "noise_multiplier": {},
         "non_private": ["b"],
+        "declined": {},
+        "never_trained": [],
+        "targets": None,
     }
     assert [r["epsilon"]["max"] for r in metrics["rounds"]] == [0.3, 0.6]
+
+
+def test_hospitals_that_declined_are_named_with_reason_even_if_never_trained(
+    tmp_path,
+):
+    h = history()
+    for record, spent in zip(h.rounds, (0.3, 0.6), strict=True):
+        record.add_training("a", 0.5, 10, epsilon=spent, noise_multiplier=2.5)
+        record.declined = [Declined(reason="privacy budget: spent", hospital="va")]
+    failed = RoundRecord(3, declined=[Declined(reason="gone", node=12)])
+    write_results(
+        tmp_path,
+        history=h,
+        weights=[np.ones(2)],
+        run={"num_rounds": 5},
+        status="failed",
+        reason="round 3 (train) failed",
+        failed_round=failed,
+        privacy_targets={"epsilon": 1.0, "delta": 1e-3, "clip_norm": 1.0},
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["status"], metrics["reason"]) == (
+        "failed",
+        "round 3 (train) failed",
+    )
+    assert (metrics["completed_rounds"], metrics["planned_rounds"]) == (2, 5)
+    privacy = metrics["privacy"]
+    assert privacy["declined"] == {
+        "va": {"rounds": [1, 2], "reason": "privacy budget: spent"},
+        "node 12": {"rounds": [3], "reason": "gone"},
+    }
+    assert privacy["never_trained"] == ["node 12", "va"]
+    assert privacy["noise_multiplier"] == {"a": 2.5}
+    assert privacy["targets"] == {"epsilon": 1.0, "delta": 1e-3, "clip_norm": 1.0}
+    assert metrics["rounds"][0]["declined"] == [
+        {"hospital": "va", "reason": "privacy budget: spent"}
+    ]
+    assert metrics["failed_round"]["round"] == 3
+
+
+def test_a_write_without_weights_removes_an_earlier_runs_model_and_curves(tmp_path):
+    write_results(tmp_path, history=history(), weights=[np.ones(2)], run={})
+    assert (tmp_path / "curves.png").exists()
+    write_results(tmp_path, history=RunHistory(), weights=None, run={}, status="failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    write_results(
+        tmp_path, history=history(), weights=[np.ones(2)], run={}, curves=False
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "model.npz"]
+
+
+def test_versions_are_read_without_importing_the_heavy_packages():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from hospfed.server.results import versions; v = versions(); "
+        "print(v['flwr'], v['numpy'] is not None, 'tensorflow' in sys.modules, "
+        "'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    flwr, has_numpy, tf, torch = done.stdout.split()
+    assert flwr.startswith("1.42") and has_numpy == "True"
+    assert (tf, torch) == ("False", "False")

@@ -4,7 +4,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from flwr.app import Error
-from flwr.common import Code, EvaluateRes, FitRes, Status, ndarrays_to_parameters
+from flwr.common import (
+    Code,
+    EvaluateRes,
+    FitRes,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from flwr.server.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
 from hospfed.common.errors import RoundFailedError
@@ -170,6 +177,119 @@ def test_a_declining_hospital_is_left_out_and_named_while_the_round_goes_on():
     reason = "privacy budget: round 3 would raise epsilon from 0.99 to 1.05"
     guard.aggregate_fit(3, [(proxy(1), res)], [Exception(Error(code=2, reason=reason))])
     record = history.rounds[0]
-    assert record.declined == [reason]
+    assert [d.reason for d in record.declined] == [reason]
     assert record.epsilons() == {"a": 0.42}
     assert record.to_json()["epsilon"] == {"max": 0.42, "a": 0.42}
+
+
+def test_a_resumed_guard_numbers_rounds_from_where_the_run_stopped():
+    guard, history, _seen, config = make_guard(min_results=1)
+    guard = RoundGuard(
+        guard.strategy, min_results=1, num_rounds=5, history=history, first_round=4
+    )
+    from flwr.server.client_manager import SimpleClientManager
+
+    manager = SimpleClientManager()
+    manager.sample = lambda *args, **kwargs: [proxy(1)]
+    params = ndarrays_to_parameters(initial_weights(config.model, 0))
+    [(_, ins)] = guard.configure_fit(1, params, manager)  # Flower's round 1
+    assert ins.config["server-round"] == 4
+    w = initial_weights(config.model, 0)
+    guard.aggregate_fit(1, [(proxy(1), fit_res("a", 10, w))], [])
+    assert [r.server_round for r in history.rounds] == [4]
+
+
+def test_a_stop_request_ends_the_run_before_the_next_round():
+    from hospfed.server.stop import RunInterruptedError, StopRequest
+
+    stop = StopRequest()
+    config = RunConfig.from_mapping({})
+    inner = build_strategy(config, initial_weights(config.model, 0))
+    done = []
+    guard = RoundGuard(
+        inner,
+        min_results=2,
+        num_rounds=5,
+        history=RunHistory(),
+        stop=stop,
+        first_round=3,
+        weights=initial_weights(config.model, 0),
+        on_round_complete=lambda r, w: done.append(r),
+    )
+    w = initial_weights(config.model, 0)
+    guard.aggregate_fit(
+        1, [(proxy(1), fit_res("a", 10, w)), (proxy(2), fit_res("b", 10, w))], []
+    )
+    guard.aggregate_evaluate(
+        1, [(proxy(1), eval_res("a", 10, 0.5)), (proxy(2), eval_res("b", 10, 0.5))], []
+    )
+    assert done == [3] and guard.completed_rounds == 3
+    assert stop.request("SIGTERM", 143) and not stop.request("SIGINT", 130)
+    with pytest.raises(RunInterruptedError) as info:
+        guard.configure_fit(2, None, None)
+    assert (info.value.completed_rounds, info.value.exit_code) == (3, 143)
+    assert str(info.value) == "interrupted (SIGTERM) after round 3 of 5"
+    # After the stop, a round that loses hospitals (their workers got the
+    # signal too) is interrupted, not failed.
+    with pytest.raises(RunInterruptedError):
+        guard.aggregate_fit(4, [], [Exception("worker died")])
+
+
+def test_results_are_aggregated_in_hospital_order_whatever_their_arrival():
+    config = RunConfig.from_mapping({})
+    w = initial_weights(config.model, 0)
+    results = [
+        (proxy(i), fit_res(name, n, [x * (i + 0.1) for x in w]))
+        for i, (name, n) in enumerate(
+            [("va", 85), ("cleveland", 199), ("hungary", 172)]
+        )
+    ]
+    merged = []
+    for order in (results, results[::-1], results[1:] + results[:1]):
+        guard, *_ = make_guard(min_results=1)
+        params, _ = guard.aggregate_fit(1, list(order), [])
+        merged.append(parameters_to_ndarrays(params))
+    for other in merged[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(merged[0], other, strict=True))
+
+
+def test_a_hospital_that_declines_is_named_once_its_node_is_known():
+    from hospfed.server.replies import ReplyLog
+
+    error = Error(code=2, reason="privacy budget: spent before run 7")
+    reply = SimpleNamespace(
+        has_error=lambda: True, error=error, metadata=SimpleNamespace(src_node_id=9)
+    )
+    inner_grid = SimpleNamespace(send_and_receive=lambda messages, timeout: [reply])
+    replies = ReplyLog(inner_grid)
+    assert list(replies.send_and_receive([])) == [reply]
+    config = RunConfig.from_mapping({})
+    history = RunHistory()
+    guard = RoundGuard(
+        build_strategy(config, initial_weights(config.model, 0)),
+        min_results=1,
+        num_rounds=3,
+        history=history,
+        replies=replies,
+    )
+    w = initial_weights(config.model, 0)
+    guard.aggregate_fit(1, [(proxy(1), fit_res("a", 10, w))], [Exception(error)])
+    record = history.rounds[0]
+    assert record.declined[0].to_json() == {
+        "hospital": "node 9",
+        "reason": "privacy budget: spent before run 7",
+    }
+    guard.aggregate_evaluate(
+        1, [(proxy(1), eval_res("a", 10, 0.5)), (proxy(9), eval_res("va", 5, 0.4))], []
+    )
+    assert record.declined[0].label() == "va: privacy budget: spent before run 7"
+    record.declined[0].reason = "va: privacy budget: spent"  # the client named it
+    assert record.declined[0].label() == "va: privacy budget: spent"
+
+
+def test_a_reported_noise_multiplier_is_recorded():
+    guard, history, _, config = make_guard(min_results=1)
+    res = fit_res("a", 10, initial_weights(config.model, 0))
+    res.metrics |= {"epsilon-spent": 0.5, "noise-multiplier": 2.39}
+    guard.aggregate_fit(1, [(proxy(1), res)], [])
+    assert history.rounds[0].train["a"]["noise_multiplier"] == 2.39

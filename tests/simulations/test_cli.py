@@ -65,7 +65,50 @@ def run(argv, capsys):
         ),
         (
             ["heart", "--pooled", "--epsilon", "1"],
-            "hospfed-sim: error: --pooled is the non-private Keras reference",
+            "hospfed-sim: error: --epsilon has no effect with --pooled (the pooled "
+            "reference trains --epochs epochs centrally, on Keras, without DP); drop it",
+        ),
+        (
+            ["heart", "--pooled", "--backend", "keras"],
+            "hospfed-sim: error: --backend has no effect with --pooled",
+        ),
+        (
+            ["heart", "--pooled", "--rounds", "3"],
+            "hospfed-sim: error: --rounds has no effect with --pooled",
+        ),
+        (
+            ["heart", "--pooled", "--strategy", "fedyogi"],
+            "hospfed-sim: error: --strategy has no effect with --pooled",
+        ),
+        (
+            ["heart", "--pooled", "--min-hospitals", "2"],
+            "hospfed-sim: error: --min-hospitals has no effect with --pooled",
+        ),
+        (
+            ["heart", "--pooled", "--local-steps", "5"],
+            "hospfed-sim: error: --local-steps has no effect with --pooled",
+        ),
+        (
+            ["heart", "--pooled", "--resume", "somewhere"],
+            "hospfed-sim: error: --resume has no effect with --pooled",
+        ),
+        (
+            ["heart", "--epochs", "3"],
+            "hospfed-sim: error: --epochs has no effect without --pooled (a federated "
+            "run lasts --rounds rounds); drop it",
+        ),
+        (
+            ["heart", "--delta", "1e-5"],
+            "hospfed-sim: error: --delta has no effect without --epsilon (the run is "
+            "non-private); add --epsilon E, or drop --delta",
+        ),
+        (
+            ["heart", "--clip-norm", "2"],
+            "hospfed-sim: error: --clip-norm has no effect without --epsilon",
+        ),
+        (
+            ["heart", "--state-dir", "ledgers"],
+            "hospfed-sim: error: --state-dir has no effect without --epsilon",
         ),
     ],
 )
@@ -145,7 +188,8 @@ def test_a_schema_mismatch_stops_the_run_before_it_starts(
     monkeypatch.setattr(raw_export, "load_clinical_tables", lambda: tables)
     code, _, err = run(["heart", "--out", str(tmp_path / "o")], capsys)
     assert code == 2
-    assert err == "hospfed-sim: error: column 'age': 1 values outside [0, 120]\n"
+    assert err.startswith("hospfed-sim: error: raw export ")
+    assert "'age': 1 values outside [0, 120]" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -1,0 +1,109 @@
+"""Which node sent which error: what Flower's legacy workflow forgets.
+
+Flower's ``DefaultWorkflow`` hands a strategy each failed reply as
+``Exception(message.error)``, without the node that sent it, so a round's
+log could say *that* a hospital declined but not *which*. :class:`ReplyLog`
+wraps the grid the workflow talks through and remembers, for every error
+reply, the node it came from; :class:`~hospfed.server.strategy.RoundGuard`
+asks it. The wrapper only observes: every call is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from flwr.app import Message, RecordDict
+from flwr.proto.node_pb2 import NodeInfo
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+__all__ = ["ReplyLog"]
+
+
+class ReplyLog(Grid):
+    """A pass-through grid that remembers the sender of each error reply.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid Flower gave the ServerApp.
+
+    """
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self._lock = threading.Lock()
+        self._errors: dict[int, tuple[object, int]] = {}
+
+    def node_of(self, failure: BaseException) -> int | None:
+        """The node that sent the error wrapped in ``failure``, if known.
+
+        Parameters
+        ----------
+        failure : BaseException
+            A failure as Flower's workflow passes it: ``Exception(error)``.
+
+        Returns
+        -------
+        int or None
+            The sending node's id; None for a failure not from a reply.
+
+        """
+        error = failure.args[0] if failure.args else None
+        with self._lock:
+            entry = self._errors.get(id(error))
+        return entry[1] if entry is not None and entry[0] is error else None
+
+    def _remember(self, replies: Iterable[Message], *, reset: bool) -> list[Message]:
+        replies = list(replies)
+        errors = {
+            id(msg.error): (msg.error, msg.metadata.src_node_id)
+            for msg in replies
+            if msg.has_error()
+        }
+        with self._lock:
+            if reset:  # a strategy only ever asks about the last exchange
+                self._errors = {}
+            self._errors |= errors
+        return replies
+
+    # --- Grid, passed through ------------------------------------------------
+
+    def set_run(self, run: Run) -> None:  # noqa: D102
+        self.grid.set_run(run)
+
+    @property
+    def run(self) -> Run:  # noqa: D102
+        return self.grid.run
+
+    def create_message(  # noqa: D102
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return self.grid.create_message(
+            content, message_type, dst_node_id, group_id, ttl
+        )
+
+    def get_node_ids(self) -> Iterable[int]:  # noqa: D102
+        return self.grid.get_node_ids()
+
+    def get_nodes(self) -> Iterable[NodeInfo]:  # noqa: D102
+        return self.grid.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # noqa: D102
+        return self.grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # noqa: D102
+        return self._remember(self.grid.pull_messages(message_ids), reset=False)
+
+    def send_and_receive(  # noqa: D102
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self._remember(
+            self.grid.send_and_receive(messages, timeout=timeout), reset=True
+        )

@@ -1,0 +1,340 @@
+"""What ``hospfed-sim heart`` is asked to do, checked before any work.
+
+:func:`plan_heart` turns the command's flags into a :class:`HeartPlan`, or
+refuses them with a one-line :class:`~hospfed.common.errors.ConfigError`
+naming the problem and the fix:
+
+- a flag that has no effect in the chosen mode (with ``--pooled``:
+  ``--rounds``, ``--strategy``, ``--min-hospitals``, ``--backend``,
+  ``--epsilon``, ``--delta``, ``--clip-norm``, ``--state-dir``,
+  ``--local-steps``, ``--resume``, ``--verbose``; without it: ``--epochs``;
+  without ``--epsilon``: ``--delta``, ``--clip-norm``, ``--state-dir``; with
+  ``--resume``: ``--out`` naming another directory);
+- an output or state directory the system will not let us write (really
+  probed: :func:`~hospfed.common.files.check_output_dir`);
+- an output directory holding an unfinished run that could be resumed
+  (resume it instead, or choose another directory);
+- with ``--resume DIR``: no or an unreadable checkpoint, settings that
+  differ from the checkpoint's (config hash; flags not given are taken
+  from the checkpoint), a private run whose ledgers were temporary (its
+  hospitals would spend their budget twice), or no rounds left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hospfed.client.privacy import PrivacySettings
+from hospfed.common.datasets.heart import HOSPITALS
+from hospfed.common.errors import ConfigError, DataError
+from hospfed.common.files import check_output_dir
+from hospfed.server.checkpoint import (
+    CHECKPOINT_FILE,
+    Checkpoint,
+    check_same_config,
+    load_checkpoint,
+    run_identity,
+)
+from hospfed.server.config import RunConfig
+from hospfed.simulations.heart import hospital_backends
+
+__all__ = ["HeartPlan", "plan_heart", "simulation_settings"]
+
+NOT_POOLED = (
+    "rounds",
+    "strategy",
+    "min_hospitals",
+    "backend",
+    "epsilon",
+    "delta",
+    "clip_norm",
+    "state_dir",
+    "local_steps",
+    "resume",
+    "verbose",
+)
+"""Flags that have no effect with ``--pooled``."""
+POOLED_ONLY = ("epochs",)
+PRIVATE_ONLY = ("delta", "clip_norm", "state_dir")
+"""Flags that have no effect without ``--epsilon``."""
+SCENARIO = "fed-heart-disease"
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a parameter name: ``clip_norm`` -> ``--clip-norm``."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeartPlan:
+    """A checked ``hospfed-sim heart`` run.
+
+    Attributes
+    ----------
+    config : RunConfig
+        The coordinator's run configuration (its ``out_dir`` is set).
+    pooled : bool
+        The centralised reference instead of a federation.
+    epochs : int
+        Epochs of the pooled reference.
+    backend : str
+        ``keras``, ``torch`` or ``mixed``.
+    privacy : PrivacySettings or None
+        Every hospital's DP settings (planned over the rounds left).
+    state_dir : Path or None
+        Where the hospitals' ledgers persist (``--state-dir``, absolute);
+        None keeps them in the temporary workspace.
+    resume : Checkpoint or None
+        The checkpoint to continue.
+    settings : dict
+        The simulation's settings, recorded and hashed with the config.
+    verbose : bool
+        Show Flower's and Ray's logs.
+
+    """
+
+    config: RunConfig
+    pooled: bool = False
+    epochs: int = 50
+    backend: str = "keras"
+    privacy: PrivacySettings | None = None
+    state_dir: Path | None = None
+    resume: Checkpoint | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    verbose: bool = False
+
+    @property
+    def out_dir(self) -> Path:
+        """The results directory."""
+        assert self.config.out_dir is not None
+        return self.config.out_dir
+
+    @property
+    def done(self) -> int:
+        """Rounds completed before this run starts."""
+        return 0 if self.resume is None else self.resume.completed_rounds
+
+    @property
+    def resumable(self) -> bool:
+        """Whether an interruption of this run can be resumed."""
+        return self.privacy is None or self.state_dir is not None
+
+
+def simulation_settings(
+    backend: str, privacy: PrivacySettings | None, state_dir: Path | None
+) -> dict[str, Any]:
+    """The simulation's own settings: backends, privacy targets, ledger place.
+
+    Parameters
+    ----------
+    backend : str
+        ``keras``, ``torch`` or ``mixed``.
+    privacy : PrivacySettings or None
+        Every hospital's DP settings.
+    state_dir : Path or None
+        Where the ledgers persist.
+
+    Returns
+    -------
+    dict
+        JSON-ready; part of the run's config hash.
+
+    """
+    return {
+        "scenario": SCENARIO,
+        "backend": backend,
+        "backends": hospital_backends(HOSPITALS, backend),
+        "privacy": None
+        if privacy is None
+        else {
+            "epsilon": privacy.epsilon,
+            "delta": privacy.delta,
+            "clip_norm": privacy.clip_norm,
+        },
+        "state_dir": None if state_dir is None else str(state_dir),
+    }
+
+
+def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
+    """Check the flags of ``hospfed-sim heart`` and resolve a resume.
+
+    Parameters
+    ----------
+    values : Mapping
+        Every parameter of the command by name (defaults filled in).
+    explicit : set of str
+        The parameters given on the command line.
+
+    Returns
+    -------
+    HeartPlan
+        The run to do.
+
+    Raises
+    ------
+    ConfigError
+        Naming the problem and the fix (see the module docstring).
+
+    """
+    values = dict(values)
+    pooled = bool(values["pooled"])
+    _refuse(explicit, NOT_POOLED if pooled else POOLED_ONLY, pooled=pooled)
+    resume = None
+    if values["resume"] is not None:
+        resume = _resume(values, explicit)
+    if values["epsilon"] is None:
+        for name in PRIVATE_ONLY:
+            if name in explicit:
+                raise ConfigError(
+                    f"{flag(name)} has no effect without --epsilon (the run is "
+                    f"non-private); add --epsilon E, or drop {flag(name)}"
+                )
+    name = "pooled" if pooled else str(values["strategy"]).strip().lower()
+    out = Path(values["out"] or Path("results") / f"heart-{name}")
+    config = RunConfig.from_mapping(
+        {
+            "num-rounds": values["rounds"],
+            "strategy": values["strategy"],
+            "seed": values["seed"],
+            "min-hospitals": values["min_hospitals"],
+            "local-steps": values["local_steps"],
+            "out-dir": str(out),
+        }
+    )
+    check_output_dir(out)
+    if pooled:
+        return HeartPlan(config=config, pooled=True, epochs=int(values["epochs"]))
+    if config.min_hospitals > len(HOSPITALS):
+        raise ConfigError(
+            f"min-hospitals is {config.min_hospitals} but the simulation has "
+            f"only {len(HOSPITALS)} hospitals"
+        )
+    done = 0 if resume is None else resume.completed_rounds
+    privacy = None
+    if values["epsilon"] is not None:
+        privacy = PrivacySettings(
+            epsilon=values["epsilon"],
+            delta=values["delta"],
+            clip_norm=values["clip_norm"],
+            planned_rounds=max(1, config.num_rounds - done),
+        )
+    state_dir = None
+    if values["state_dir"] is not None:
+        state_dir = Path(values["state_dir"]).expanduser().absolute()
+        check_output_dir(state_dir, what="state dir")
+    settings = simulation_settings(str(values["backend"]), privacy, state_dir)
+    plan = HeartPlan(
+        config=config,
+        backend=str(values["backend"]),
+        privacy=privacy,
+        state_dir=state_dir,
+        resume=resume,
+        settings=settings,
+        verbose=bool(values["verbose"]),
+    )
+    if resume is None:
+        _refuse_unfinished(out)
+    else:
+        _check_resume(plan, resume)
+    return plan
+
+
+def _refuse(explicit: set[str], names: tuple[str, ...], *, pooled: bool) -> None:
+    for name in names:
+        if name not in explicit:
+            continue
+        if pooled:
+            raise ConfigError(
+                f"{flag(name)} has no effect with --pooled (the pooled reference "
+                "trains --epochs epochs centrally, on Keras, without DP); drop it"
+            )
+        raise ConfigError(
+            f"{flag(name)} has no effect without --pooled (a federated run lasts "
+            "--rounds rounds); drop it"
+        )
+
+
+def _resume(values: dict[str, Any], explicit: set[str]) -> Checkpoint:
+    """Load the checkpoint; take every flag not given from it."""
+    run_dir = Path(values["resume"])
+    if "out" in explicit and Path(values["out"]).resolve() != run_dir.resolve():
+        raise ConfigError(
+            "--out has no effect with --resume (the results go to the resumed "
+            "run's directory); drop it"
+        )
+    try:
+        checkpoint = load_checkpoint(run_dir)
+    except DataError as exc:
+        raise ConfigError(f"cannot resume {run_dir}: {exc}") from None
+    try:
+        identity, sim = checkpoint.identity, checkpoint.identity["settings"]
+        privacy = sim["privacy"] or {}
+        recorded = {
+            "strategy": identity["strategy"],
+            "seed": identity["seed"],
+            "min_hospitals": identity["min_hospitals"],
+            "local_steps": identity["train"]["local_steps"],
+            "backend": sim["backend"],
+            "epsilon": privacy.get("epsilon"),
+            "delta": privacy.get("delta", values["delta"]),
+            "clip_norm": privacy.get("clip_norm", values["clip_norm"]),
+            "state_dir": sim["state_dir"],
+            "rounds": checkpoint.num_rounds,
+        }
+        if sim["scenario"] != SCENARIO:
+            raise KeyError("scenario")
+    except (KeyError, TypeError, AttributeError):
+        raise ConfigError(
+            f"cannot resume {run_dir}: its checkpoint was not written by "
+            "hospfed-sim heart"
+        ) from None
+    for name, value in recorded.items():
+        if name not in explicit:
+            values[name] = value
+    values["out"] = run_dir
+    return checkpoint
+
+
+def _check_resume(plan: HeartPlan, checkpoint: Checkpoint) -> None:
+    where = f"cannot resume {plan.out_dir}"
+    sim = checkpoint.identity["settings"]
+    if sim["privacy"] is not None and sim["state_dir"] is None:
+        raise ConfigError(
+            f"{where}: it is a private run whose privacy ledgers were temporary "
+            "(no --state-dir), so resuming it would spend the hospitals' budget "
+            "twice; start it again, with --state-dir to make it resumable"
+        )
+    try:
+        check_same_config(checkpoint, run_identity(plan.config, plan.settings))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if checkpoint.completed_rounds >= plan.config.num_rounds:
+        raise ConfigError(
+            f"{where}: it has completed {checkpoint.completed_rounds} rounds "
+            f"already (asked: {plan.config.num_rounds}); pass --rounds N with N > "
+            f"{checkpoint.completed_rounds} to train further"
+        )
+
+
+def _refuse_unfinished(out: Path) -> None:
+    if not (out / CHECKPOINT_FILE).is_file():
+        return
+    try:
+        checkpoint = load_checkpoint(out)
+    except (ConfigError, DataError) as exc:
+        raise ConfigError(
+            f"{out} holds a checkpoint that cannot be read ({exc}); choose another "
+            "--out, or delete it"
+        ) from None
+    settings = checkpoint.identity.get("settings") or {}
+    if settings.get("privacy") and not settings.get("state_dir"):
+        return  # a private run with temporary ledgers cannot be resumed anyway
+    if checkpoint.status != "complete":
+        raise ConfigError(
+            f"{out} holds an unfinished run ({checkpoint.status} after round "
+            f"{checkpoint.completed_rounds} of {checkpoint.num_rounds}): resume it "
+            f"with --resume {out}, or choose another --out"
+        )
