@@ -7,16 +7,16 @@ a plain hash); dates keep their year or are shifted by a secret per-patient
 offset; ages over 89 become 90, and kept dates that would give such an age
 away move into the "90+" band (:mod:`.ages`); ZIP codes keep 3 digits, or
 ``000`` in the sparsely populated areas of :data:`RESTRICTED_ZIP3`; free
-text is dropped unless the schema says ``scrub``, and then scrubbed of the
-row's own identifier values (the words of the patient's name, the street
-address, the city) and of identifier patterns
-(:data:`~hospfed.client.deid.patterns.IDENTIFIER_PATTERNS`); every kept
+text is dropped unless the schema says ``scrub``, and then scrubbed by an
+allowlist (:mod:`.allowlist`: only safe words and clinical measurements
+survive) and of the row's own identifier words; every kept
 column is profiled on the data and refused if it looks like an identifier
 (:func:`profile_kept_columns`, unless the schema says ``reviewed``); the
 quasi-identifiers must be :data:`DEFAULT_K`-anonymous (else the run fails),
 or, with an explicit k, rows in smaller groups are suppressed.
 :func:`scan_residual_identifiers` looks for anything identifier-like left in
-the result and :func:`check_residual_identifiers` fails closed on it, and
+the result with checks built apart from the scrubber (:mod:`.scan`) and
+:func:`check_residual_identifiers` fails closed on it, and
 :func:`deidentify_checked` does validate, de-identify and check in one call.
 The work is vectorised (pyarrow compute kernels, NumPy over Arrow's byte
 buffers) and the text columns go a block of rows at a time on worker
@@ -31,8 +31,12 @@ of rows, worker threads), :mod:`.patterns` (identifier patterns, tags, and
 which pattern a match is), :mod:`.columns` (pseudonyms, date shifts, ZIP
 codes), :mod:`.kanon` (k-anonymity), :mod:`.ages` (the "90+" date band),
 :mod:`.profile` (kept columns profiled), :mod:`.needles` (each row's own
-identifier values), :mod:`.names` (finding them in text), :mod:`.scrub`
-(scrubbing free text), :mod:`.residual` (the residual-identifier scan),
+identifier values), :mod:`.names` (finding them in text), :mod:`.lexicon`
+(the baked word lists of :mod:`.vocab` with their classes),
+:mod:`.textnorm` (Unicode normalisation), :mod:`.chunks` (text cut into
+chunks), :mod:`.allowlist` (what survives), :mod:`.scrub` (scrubbing free
+text), :mod:`.scan` (the independent check), :mod:`.residual` (the
+residual-identifier check),
 :mod:`.summary` (the counts and the report) and :mod:`.pipeline`
 (:func:`deidentify` and :func:`deidentify_checked`).
 """

@@ -1,8 +1,11 @@
 """Finding each row's own values in its text: the fast matcher and its reference.
 
-This module owns step 1 of the scrub (see :mod:`~hospfed.client.deid.scrub`):
+This module owns the residual check's search for a row's own identifier
+values in its text (:mod:`~hospfed.client.deid.residual`), built apart from
+the scrubber's own-word removal (:class:`~hospfed.client.deid.scrub.OwnWords`):
 finding a row's needles in its text as whole words, in any case, and
-overwriting them byte for byte with the placeholder byte of their tag.
+(:func:`_mark_free_text`) overwriting them byte for byte with the
+placeholder byte of their tag.
 :func:`_find_own_values` does it vectorised over the Arrow buffers of ASCII
 rows (candidates from :class:`~hospfed.client.deid.needles._NeedleIndex`,
 bytes compared 8 at a time); rows whose text or needles are not ASCII go
@@ -270,3 +273,17 @@ def _bounded(text: str, begin: int, end: int) -> bool:
     before = begin == 0 or first == _OTHER or _char_class(text[begin - 1]) != first
     after = end == len(text) or last == _OTHER or _char_class(text[end]) != last
     return before and after
+
+
+_CONTROL = "[\\x00-\\x03]"
+
+
+def _mark_free_text(
+    notes: pa.Array, own_values: _OwnValues | None, counts: Counter[str]
+) -> pa.Array:
+    """Neutralise control bytes, then mark each row's own values by placeholders."""
+    if pc.any(pc.match_substring_regex(notes, _CONTROL)).as_py():
+        notes = pc.replace_substring_regex(notes, _CONTROL, " ")
+    if own_values is not None and len(own_values):
+        notes = _mark_own_values(notes, own_values, counts)
+    return notes

@@ -37,11 +37,11 @@ from hospfed.client.deid.residual import (
     _fail_closed,
     _Leaks,
     _merged,
-    _pattern_findings,
+    _shape_findings,
     _value_findings,
     _value_leaks,
 )
-from hospfed.client.deid.scrub import _mark_free_text, _scrub_patterns
+from hospfed.client.deid.scrub import OwnWords, _scrub_block
 from hospfed.client.deid.settings import (
     DEFAULT_K,
     RESTRICTED_ZIP3,
@@ -372,7 +372,9 @@ class _RowsDone:
 def _deidentify_rows(job: _RowsJob, rows: slice) -> _RowsDone:
     """De-identify the text columns of one block of rows (on a worker thread)."""
     text = {name: _text_rows(values, rows) for name, values in job.text.items()}
-    own = _own_values([(c, text[c.name]) for c in job.sources])
+    sources = [(c, text[c.name]) for c in job.sources]
+    scrubbing = any(c.action == "scrub" for c in job.produced)
+    own_words = OwnWords.of(sources) if scrubbing else None
     columns: dict[str, pa.Array] = {}
     marking: Counter[str] = Counter()
     patterns: Counter[str] = Counter()
@@ -385,14 +387,15 @@ def _deidentify_rows(job: _RowsJob, rows: slice) -> _RowsDone:
             columns[column.name], count = zip3(values, job.restricted_zip3)
             restricted += count
         else:
-            marked = _mark_free_text(values, own, marking)
-            columns[column.name], counts = _scrub_patterns(marked)
+            columns[column.name], counts = _scrub_block(values, own_words)
             patterns.update(counts)
     output = {
         name: (columns[name] if name in columns else text[name], free_text)
         for name, free_text in job.checked
     }
-    leaks = _value_leaks(output, own, rows.start)
+    leaks: _Leaks = {}
+    if output:  # the residual check's own search, apart from the scrub's
+        leaks = _value_leaks(output, _own_values(sources), rows.start)
     return _RowsDone(columns, marking, patterns, restricted, leaks)
 
 
@@ -433,7 +436,7 @@ def deidentify_checked(
         (c.name, c.role == "free_text") for c in schema.columns if _output_is_text(c)
     ]
     sources = [c for c in schema.columns if _is_needle_source(c)]
-    findings = _pattern_findings(result.frame)
+    findings = _shape_findings(result.frame, schema)
     findings += _value_findings(result.leaks, checked, sources, kept=result.kept)
     _fail_closed(findings)
     return result.frame, result.report

@@ -1,14 +1,18 @@
-"""The residual-identifier scan: anything identifier-like left after de-identifying.
+"""The residual-identifier check: anything identifier-like left after de-identifying.
 
-This module owns the last line of defence: :func:`scan_residual_identifiers`
-looks in de-identified data for every identifier pattern in every text
-column and, given the raw identifiers, for each row's own identifier values
-in its free text (word by word, outside scrub tags) and in its other text
-cells (whole); it reports :class:`Finding` objects that name the column and
-the kind, never the value. :func:`check_residual_identifiers` fails closed
-on any finding, and the pipeline uses the block-wise pieces
-(:func:`_value_leaks`, :func:`_value_findings`, :func:`_pattern_findings`)
-to scan while it de-identifies.
+This module owns the last line of defence, built apart from the scrubber:
+:func:`scan_residual_identifiers` looks at every distinct value of every
+kept column with :class:`~hospfed.client.deid.scan.ResidualScanner` (plain
+Python: free text for digit shapes, contacts, dates, ages over 89 and any
+word off the safe vocabulary; other text and numbers for identifier shapes
+and names), and, given the raw identifiers, for each row's own identifier
+values in its free text (word by word, outside scrub tags, with the needle
+matcher of :mod:`~hospfed.client.deid.names`) and in its other text cells
+(whole). It reports :class:`Finding` objects that name the column, the
+kind and the first row, never the value. :func:`check_residual_identifiers`
+fails closed on any finding, and the pipeline uses the block-wise pieces
+(:func:`_value_leaks`, :func:`_value_findings`, :func:`_shape_findings`) to
+scan while it de-identifies.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hospfed.client.deid.allowlist import TAGS
 from hospfed.client.deid.blocks import (
-    _halves,
     _in_parallel,
     _row_blocks,
     _text_chunks,
@@ -36,11 +40,7 @@ from hospfed.client.deid.needles import (
     _own_values,
     _OwnValues,
 )
-from hospfed.client.deid.patterns import (
-    _COMBINED,
-    _KIND_TAGS,
-    IDENTIFIER_PATTERNS,
-)
+from hospfed.client.deid.scan import scanner
 from hospfed.client.deid.textbuf import Ints, _buffers
 from hospfed.common.errors import ConfigError, IdentifierLeakError
 from hospfed.common.schema import Column, DatasetSchema, is_text
@@ -55,12 +55,15 @@ class Finding:
     column : str
         Where it was found.
     kind : str
-        A pattern kind (``"phone"``, ``"ssn"``, ...) or ``"identifier_value"``
-        for a raw identifier value found as it was.
+        A kind of identifier (``"phone"``, ``"ssn"``, ``"date"``, ``"name"``,
+        ...; see :data:`KINDS`) or ``"identifier_value"`` for a raw
+        identifier value found as it was.
     rows : int
         How many rows hold one.
     source : str or None
         For ``identifier_value``: the raw identifier column it came from.
+    row : int or None
+        The index label of the first row holding one, where known.
 
     """
 
@@ -68,17 +71,37 @@ class Finding:
     kind: str
     rows: int
     source: str | None = None
+    row: int | None = None
 
     def describe(self) -> str:
-        """One line naming the column and the kind of identifier."""
+        """One line naming the column, the kind of identifier and the first row."""
         if self.source is not None:
             what = f"a value of identifier column {self.source!r}"
         else:
-            what = _PATTERN_BY_KIND[self.kind].description
-        return f"column {self.column!r}: {self.rows:,} rows hold {what} ({self.kind})"
+            what = KINDS.get(self.kind, "an identifier")
+        first = "" if self.row is None else f", first at row {self.row}"
+        return (
+            f"column {self.column!r}: {self.rows:,} rows hold {what} "
+            f"({self.kind}{first})"
+        )
 
 
-_PATTERN_BY_KIND = {p.kind: p for p in IDENTIFIER_PATTERNS}
+KINDS = {
+    "ssn": "a social security number",
+    "phone": "a phone number",
+    "number": "a long number (record, account, card or other identifier)",
+    "email": "an email address or handle",
+    "url": "a web address",
+    "ip": "an IP address",
+    "device": "a device address (MAC)",
+    "date": "a date",
+    "age": "an age over 89",
+    "name": "a person's name",
+    "location": "a place",
+    "other": "a word off the safe vocabulary",
+    "id": "a code of letters and digits",
+}
+"""What each kind of finding is, for messages."""
 
 _Leaks = dict[tuple[str, str], Ints]
 """Rows (positions) whose cell in a column holds one of the row's own values
@@ -93,10 +116,11 @@ def scan_residual_identifiers(
 ) -> list[Finding]:
     """Look for anything identifier-like left in de-identified data.
 
-    Every text column is searched for :data:`IDENTIFIER_PATTERNS`. With the
-    raw identifiers, each free-text value is also searched for its own row's
-    identifier values (as :func:`.deidentify` scrubs them), and every other
-    text column for cells equal to one of their row's identifier values.
+    Every distinct value of every kept column is scanned
+    (:class:`~hospfed.client.deid.scan.ResidualScanner`). With the raw
+    identifiers, each free-text value is also searched for its own row's
+    identifier values, and every other text column for cells equal to one
+    of their row's identifier values.
 
     Parameters
     ----------
@@ -115,7 +139,7 @@ def scan_residual_identifiers(
         Empty if nothing was found.
 
     """
-    findings = _pattern_findings(frame)
+    findings = _shape_findings(frame, schema)
     if raw_identifier_values is None or schema.stage != "raw":
         return findings
     raw = _aligned(raw_identifier_values, frame)
@@ -152,46 +176,66 @@ def _aligned(raw: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return raw.reindex(frame.index)
 
 
-def _pattern_findings(frame: pd.DataFrame) -> list[Finding]:
-    """Rows of each text column that match each of :data:`IDENTIFIER_PATTERNS`."""
-    names = [name for name in frame.columns if _is_text_column(frame[name])]
-    parts = [
-        (name, part) for name in names for part in _halves(_text_chunks(frame[name]))
-    ]
-    counts = _in_parallel([partial(_pattern_rows, part) for _, part in parts])
-    total = {name: np.zeros(len(IDENTIFIER_PATTERNS), np.int64) for name in names}
-    for (name, _), rows in zip(parts, counts, strict=True):
-        total[name] += rows
-    return [
-        Finding(str(name), pattern.kind, int(rows))
-        for name in names
-        for pattern, rows in zip(IDENTIFIER_PATTERNS, total[name], strict=True)
-        if rows
-    ]
+def _shape_findings(
+    frame: pd.DataFrame, schema: DatasetSchema | None = None
+) -> list[Finding]:
+    """Findings of the scanner in each kept column, one per column and kind.
+
+    Free text (the schema's ``free_text`` columns) is read as free text, the
+    other text and category columns as typed values, number columns as
+    numbers; pseudonyms and dates are made here and left alone. Each
+    distinct value is scanned once.
+    """
+    roles = {} if schema is None else {c.name: c for c in schema.columns}
+    tasks = []
+    for name in frame.columns:
+        column = roles.get(str(name))
+        if column is not None and (
+            column.role == "pseudonym"
+            or column.action == "pseudonymise"
+            or column.kind == "date"
+        ):
+            continue
+        free_text = column is not None and column.role == "free_text"
+        tasks.append(partial(_column_findings, frame[name], str(name), free_text))
+    return [finding for found in _in_parallel(tasks) for finding in found]
+
+
+def _column_findings(values: pd.Series, name: str, free_text: bool) -> list[Finding]:
+    """Findings in one column: each distinct value scanned, counted per kind."""
+    dtype = values.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        return []
+    check = scanner()
+    numeric = pd.api.types.is_numeric_dtype(values.dtype)
+    codes, distinct = pd.factorize(
+        values if numeric or _is_text_column(values) else values.astype(str)
+    )
+    kinds: dict[int, str] = {}
+    for code, value in enumerate(distinct):
+        if numeric:
+            kind = check.number(float(value))
+        elif free_text:
+            kind = check.free_text(str(value))
+        else:
+            kind = check.value(str(value))
+        if kind is not None:
+            kinds[code] = kind
+    findings = []
+    codes = np.asarray(codes)
+    for kind in sorted(set(kinds.values())):
+        flagged = np.array([c for c, k in kinds.items() if k == kind])
+        hit = np.flatnonzero(np.isin(codes, flagged))
+        first = values.index[hit[0]]
+        row = int(first) if isinstance(first, (int, np.integer)) else None
+        findings.append(Finding(name, kind, int(hit.size), row=row))
+    return findings
 
 
 def _is_text_column(values: pd.Series) -> bool:
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return False
     return is_text(values.dropna() if values.dtype == object else values)
-
-
-_MAX_CHUNKS = 16
-"""Columns in more chunks are joined before a regular expression runs over them."""
-
-
-def _pattern_rows(values: pa.ChunkedArray) -> Ints:
-    """How many values match each of :data:`IDENTIFIER_PATTERNS`."""
-    if values.num_chunks > _MAX_CHUNKS:  # a kernel compiles its regex per chunk
-        values = pa.chunked_array([values.combine_chunks()])
-    rows = np.zeros(len(IDENTIFIER_PATTERNS), dtype=np.int64)
-    if not pc.any(pc.match_substring_regex(values, _COMBINED)).as_py():
-        return rows
-    for kind, pattern in enumerate(IDENTIFIER_PATTERNS):
-        rows[kind] = int(
-            pc.sum(pc.match_substring_regex(values, pattern.regex)).as_py() or 0
-        )
-    return rows
 
 
 def _value_leaks(
@@ -288,7 +332,7 @@ def _own_value_rows(values: pa.Array, own: _OwnValues) -> dict[str, Ints]:
     return _by_source(leaked, own)
 
 
-_TAGS = frozenset(_KIND_TAGS)
+_TAGS = frozenset(TAGS[1:])
 
 
 def _inside_tag(text: str, begin: int, end: int) -> bool:

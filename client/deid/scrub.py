@@ -1,130 +1,220 @@
-"""Scrubbing free text: a row's own values, then the identifier patterns.
+"""Scrubbing kept free text: normalise, cut into chunks, keep only what is safe.
 
-This module owns :func:`scrub_free_text` and the two steps it and the
-pipeline run over a block of free text: :func:`_mark_free_text` (control
-bytes neutralised, the row's own values overwritten by placeholder bytes,
-see :mod:`~hospfed.client.deid.names`) and :func:`_scrub_patterns` (one RE2
-pass over the identifier patterns and the placeholder runs, each match
-swapped for its tag, see :mod:`~hospfed.client.deid.patterns`), with the
-count of replacements per tag.
+This module owns :func:`scrub_free_text` and the block step the pipeline
+runs (:func:`_scrub_block`): the text is normalised
+(:func:`~hospfed.client.deid.textnorm.normalise_text`), cut into chunks at
+spaces (:mod:`.chunks`), each chunk kept or replaced by a tag by the
+allowlist rules (:mod:`.allowlist`), the row's own identifier words
+(:class:`OwnWords`: the words of the patient's name, street and city)
+removed wherever they stand, and the chunks joined back with single
+spaces. Each tag keeps the punctuation around the chunk it replaces
+("(MRN [ID])."). Counts of replacements per tag come back with the text.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hospfed.client.deid.allowlist import T_LOCATION, T_NAME, TAGS, decide
 from hospfed.client.deid.blocks import _in_parallel, _row_blocks
-from hospfed.client.deid.names import _mark_own_values
-from hospfed.client.deid.needles import _OwnValues
-from hospfed.client.deid.patterns import _COMBINED, _KIND_TAGS, _classify
-from hospfed.client.deid.textbuf import TEXT, _plain
+from hospfed.client.deid.chunks import Chunks, read_chunks
+from hospfed.client.deid.lexicon import SAFE, lexicon
+from hospfed.client.deid.textbuf import TEXT, Ints, _plain
+from hospfed.client.deid.textnorm import normalise_text
+from hospfed.common.schema import Column
 
-# Free text is scrubbed in two steps over the Arrow byte buffers, a block of
-# rows at a time. (1) Each row's own identifier values ("needles": the words
-# of the patient's name, the city, the street address) are found as whole
-# words with NumPy and overwritten, byte for byte, with a placeholder byte of
-# their tag, so that nothing moves. (2) One RE2 pass marks every match of the
-# identifier patterns and every run of placeholders; each value is split at
-# the marks, the marked pieces are classified and swapped for their tags, and
-# the value is joined back. A word is a run of ASCII letters or a run of
-# digits, so "Smith555-1234" holds the word "smith". Rows with text or
-# needles that are not ASCII take a per-row path for step 1 (case folding can
-# change the length of non-ASCII text, so byte positions would not line up).
-# The needles are indexed once per block by row and first 2 bytes
-# (_NeedleIndex); the residual scan looks for them again, with the same
-# index, in the scrubbed text, independently of what step 1 found.
+_TRIMMED = "\"'()\\[\\]{}<>,;:!?*.`"
+_AROUND = f"^([{_TRIMMED}]*)(?s:.*?)([{_TRIMMED}]*)$"
+_NOT_OWN = frozenset(
+    (  # noqa: SIM905 (a word list)
+        "mr mrs ms miss mx dr prof md do dds phd rn np jr sr ii iii iv esq apt "
+        "suite unit street st avenue ave road rd lane ln drive court ct boulevard "
+        "blvd way place pl the of and"
+    ).split()
+)
+"""Words of identifier values that are not the patient's own."""
 
-_MARK = "\x00"
-_PLACEHOLDER_RUN = "[\\x01-\\x03]+"
-_CONTROL = "[\\x00-\\x03]"
-_SCRUB_PATTERN = f"{_COMBINED}|(?:{_PLACEHOLDER_RUN})"
+
+@dataclass(frozen=True)
+class OwnWords:
+    """Each row's own identifier words that the allowlist alone would keep.
+
+    Only words on the safe vocabulary ("Will", "Rose", "Long", a street
+    name "Elm") and numbers matter: any other word of a name or place is
+    removed anyway.
+
+    Attributes
+    ----------
+    rows : numpy.ndarray
+        Row of each word, ascending.
+    words : pyarrow.Array
+        The words, lowercase.
+    tags : numpy.ndarray
+        The tag code each takes (:data:`~.allowlist.TAGS`).
+
+    """
+
+    rows: Ints
+    words: pa.Array
+    tags: np.ndarray
+
+    @classmethod
+    def of(cls, sources: Sequence[tuple[Column, pa.Array]]) -> OwnWords:
+        """The own words of a block, from its identifier columns' values."""
+        rows, words, tags = [], [], []
+        for column, values in sources:
+            lowered = pc.utf8_lower(normalise_text(values))
+            parts = pc.split_pattern_regex(lowered, r"[^\pL\pN]+")
+            flat = pc.list_flatten(parts)
+            owner = pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)
+            length = pc.utf8_length(flat).to_numpy(zero_copy_only=False)
+            useful = np.asarray(length >= 2)
+            classes = lexicon().classes(flat)
+            digits = pc.ascii_is_decimal(flat).to_numpy(zero_copy_only=False)
+            useful &= ((classes & SAFE) != 0) | np.asarray(digits, dtype=bool)
+            useful &= ~np.asarray(
+                pc.is_in(flat, value_set=_NOT_OWN_WORDS).to_numpy(zero_copy_only=False)
+            )
+            rows.append(np.asarray(owner)[useful])
+            words.append(flat.filter(pa.array(useful)))
+            tag = T_LOCATION if column.phi == "geographic" else T_NAME
+            tags.append(np.full(int(useful.sum()), tag, dtype=np.uint8))
+        if not rows:
+            return cls(np.zeros(0, np.int64), pa.array([], TEXT), np.zeros(0, np.uint8))
+        order = np.argsort(np.concatenate(rows), kind="stable")
+        joined = pa.concat_arrays([w.cast(TEXT) for w in words]).take(pa.array(order))
+        return cls(
+            np.concatenate(rows)[order].astype(np.int64),
+            joined,
+            np.concatenate(tags)[order],
+        )
+
+    def in_rows(self, rows: slice) -> OwnWords:
+        """The words of ``rows`` only, renumbered from 0."""
+        first, last = np.searchsorted(self.rows, [rows.start, rows.stop])
+        return OwnWords(
+            self.rows[first:last] - rows.start,
+            self.words.slice(first, last - first),
+            self.tags[first:last],
+        )
+
+    def marks(self, chunks: Chunks) -> np.ndarray | None:
+        """The tag of each chunk that is one of its row's own words (else 0)."""
+        if not len(self.rows):
+            return None
+        distinct = pc.unique(self.words)
+        found = pc.index_in(chunks.word, value_set=distinct)
+        where = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
+        if not where.size:
+            return None
+        size = len(distinct)
+        index = pc.index_in(self.words, value_set=distinct).to_numpy(
+            zero_copy_only=False
+        )
+        own_keys = self.rows * size + np.asarray(index, dtype=np.int64)
+        keys = chunks.rows[where] * size + np.asarray(
+            found.take(pa.array(where)).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        order = np.argsort(own_keys)
+        slot = np.searchsorted(own_keys[order], keys)
+        slot = np.minimum(slot, len(order) - 1)
+        mine = own_keys[order][slot] == keys
+        marks = np.zeros(len(chunks), dtype=np.uint8)
+        marks[where[mine]] = self.tags[order][slot[mine]]
+        return marks
+
+
+_NOT_OWN_WORDS = pa.array(sorted(_NOT_OWN), TEXT)
 
 
 def scrub_free_text(
-    notes: pa.Array, own_values: _OwnValues | None = None
+    notes: pa.Array | pa.ChunkedArray, own_words: OwnWords | None = None
 ) -> tuple[pa.Array, Counter[str]]:
-    """Remove identifiers from free text.
+    """Keep only safe words and clinical measurements of free text.
 
-    Each row's own identifier values (the words of the patient's name, the
-    street address, the city, ...) are replaced by their tag (``[NAME]``,
-    ``[LOCATION]``) wherever they stand as whole words, in any case; then
-    every match of :data:`.IDENTIFIER_PATTERNS` by its tag (``[PHONE]``,
-    ``[SSN]``, ``[DATE]``, ``[EMAIL]``, ``[MRN]``, ``[ADDRESS]``, ...).
+    A chunk of text (what stands between spaces) is kept only if it is a
+    safe word on no name or place list, a kept number shape or punctuation,
+    and no rule over its neighbours removes it (:mod:`.allowlist`);
+    anything else becomes its tag (``[NAME]``, ``[LOCATION]``, ``[DATE]``,
+    ``[AGE>89]``, ``[PHONE]``, ``[EMAIL]``, ``[URL]``, ``[IP]``, ``[SSN]``,
+    ``[ID]``, ``[REDACTED]``). The text is normalised first (Unicode NFKC,
+    invisible characters removed, all spaces and dashes made plain) and
+    comes back as its chunks joined by single spaces.
 
     Parameters
     ----------
     notes : pyarrow.Array
         The free text, one value per row.
-    own_values : optional
-        The rows' own identifier values (built by :func:`.deidentify`).
+    own_words : OwnWords, optional
+        The rows' own identifier words, removed wherever they stand.
 
     Returns
     -------
     notes : pyarrow.Array
-        The scrubbed text.
+        The scrubbed text (missing values stay missing).
     counts : collections.Counter
         Replacements per tag.
 
     """
     notes = _plain(notes)
 
-    def scrub(rows: slice) -> tuple[pa.Array, Counter[str], Counter[str]]:
-        own = None if own_values is None else own_values.in_rows(rows)
-        marking: Counter[str] = Counter()
-        part = notes.slice(rows.start, rows.stop - rows.start)
-        text, counts = _scrub_patterns(_mark_free_text(part, own, marking))
-        return text, marking, counts
+    def scrub(rows: slice) -> tuple[pa.Array, Counter[str]]:
+        own = None if own_words is None else own_words.in_rows(rows)
+        return _scrub_block(notes.slice(rows.start, rows.stop - rows.start), own)
 
     done = _in_parallel([partial(scrub, rows) for rows in _row_blocks(len(notes))])
     counts: Counter[str] = Counter()
-    for _, marking, _ in done:
-        counts.update(marking)
-    for _, _, pattern_counts in done:
-        counts.update(pattern_counts)
-    texts = [text for text, _, _ in done]
+    for _, block_counts in done:
+        counts.update(block_counts)
+    texts = [text for text, _ in done]
     return (texts[0] if len(texts) == 1 else pa.concat_arrays(texts)), counts
 
 
-def _mark_free_text(
-    notes: pa.Array, own_values: _OwnValues | None, counts: Counter[str]
-) -> pa.Array:
-    """Step 1: neutralise control bytes, mark each row's own values."""
-    notes = _plain(notes)
-    if pc.any(pc.match_substring_regex(notes, _CONTROL)).as_py():
-        notes = pc.replace_substring_regex(notes, _CONTROL, " ")
-    if own_values is not None and len(own_values):
-        notes = _mark_own_values(notes, own_values, counts)
-    return notes
-
-
-def _scrub_patterns(notes: pa.Array) -> tuple[pa.Array, Counter[str]]:
-    """Replace pattern matches and own-value placeholders by their tags.
-
-    One RE2 pass wraps each match in NUL bytes; split on them, each value
-    becomes a list whose odd items are the matches, which are classified,
-    swapped for their tags, and joined back.
-    """
+def _scrub_block(
+    notes: pa.Array, own_words: OwnWords | None
+) -> tuple[pa.Array, Counter[str]]:
+    """Scrub one block of rows (see :func:`scrub_free_text`)."""
+    text = normalise_text(notes)
+    chunks = read_chunks(text)
+    marks = None if own_words is None else own_words.marks(chunks)
+    tags = decide(chunks, marks)
     counts: Counter[str] = Counter()
-    marked = pc.replace_substring_regex(notes, _SCRUB_PATTERN, f"{_MARK}\\0{_MARK}")
-    pieces = pc.split_pattern(marked, _MARK)
-    flat = pc.list_flatten(pieces)
-    if len(flat) == len(notes) - notes.null_count:
-        return notes, counts  # no match anywhere
-    # A value's odd items (counting from 0 within its list) are its matches.
-    parent = pc.list_parent_indices(pieces).to_numpy()
-    starts = pieces.offsets.to_numpy()
-    position = np.arange(len(flat)) + starts[0] - starts[parent]
-    is_match = pa.array(position % 2 == 1)
-    kinds = _classify(flat.filter(is_match))
-    for kind, number in enumerate(np.bincount(kinds, minlength=len(_KIND_TAGS))):
-        if number:
-            counts[_KIND_TAGS[kind]] += int(number)
-    tags = pa.array(_KIND_TAGS, TEXT).take(kinds)
-    tagged = pc.replace_with_mask(flat, is_match, tags)
-    rebuilt = pa.ListArray.from_arrays(pieces.offsets, tagged, mask=pieces.is_null())
-    return pc.binary_join(rebuilt, pa.scalar("", TEXT)), counts
+    for code, number in enumerate(np.bincount(tags, minlength=len(TAGS))):
+        if code and number:
+            counts[TAGS[code]] += int(number)
+    pieces = _tagged(chunks.text, tags)
+    offsets = np.zeros(len(text) + 1, dtype=np.int64)
+    np.cumsum(chunks.per_row, out=offsets[1:])
+    lists = pa.LargeListArray.from_arrays(
+        pa.array(offsets), pieces, mask=pc.is_null(text)
+    )
+    return pc.binary_join(lists, pa.scalar(" ", TEXT)), counts
+
+
+def _tagged(pieces: pa.Array, tags: np.ndarray) -> pa.Array:
+    """The chunks with each tagged one replaced by its tag (punctuation kept)."""
+    removed = np.flatnonzero(tags)
+    if not removed.size:
+        return pieces.cast(TEXT)
+    codes = tags[removed]
+    replaced = pc.replace_substring_regex(
+        pieces.take(pa.array(removed)), _AROUND, "\\1\x00\\2"
+    )
+    labels = pa.array(TAGS, TEXT).take(pa.array(codes))
+    parts = pc.split_pattern(replaced, "\x00", max_splits=1)
+    joined = pc.binary_join_element_wise(
+        pc.list_element(parts, 0),
+        labels,
+        pc.list_element(parts, 1),
+        pa.scalar("", TEXT),
+    )
+    mask = np.zeros(len(pieces), dtype=bool)
+    mask[removed] = True
+    return pc.replace_with_mask(pieces.cast(TEXT), pa.array(mask), joined.cast(TEXT))

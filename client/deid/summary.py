@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from hospfed.client.deid.patterns import _KIND_TAGS, TAG_CATEGORIES
+from hospfed.client.deid.allowlist import TAG_CATEGORIES, TAGS
 from hospfed.client.deid.profile import ColumnProfile
 from hospfed.client.deid.report import DeidReport, KAnonymity
 from hospfed.client.deid.settings import RestrictedZip3
@@ -130,8 +130,8 @@ def _column_done(column: Column, tally: _Tally) -> str:
 
 
 def _most_common_first(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
-    """Counts by tag, most frequent first; ties in the order of :data:`_KIND_TAGS`."""
-    order = {tag: rank for rank, tag in enumerate(_KIND_TAGS)}
+    """Counts by tag, most frequent first; ties in the order of :data:`.TAGS`."""
+    order = {tag: rank for rank, tag in enumerate(TAGS)}
     ranked = sorted(counts.items(), key=lambda c: (-c[1], order.get(c[0], len(order))))
     return tuple(ranked)
 

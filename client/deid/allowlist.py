@@ -1,0 +1,471 @@
+"""The allowlist decision: which chunks of free text survive, and the tag of the rest.
+
+This module owns the rules, after UCSF's Philter (Norgeot et al., npj Digit.
+Med. 3, 57, 2020): a chunk of text (:mod:`.chunks`) survives only if it is
+a safe word on no name or place list, a kept number shape (a small number,
+a year, a value with a unit, a blood pressure, a time, a dose range) or
+punctuation; everything else becomes a tag (:data:`TAGS`). Then rules over
+neighbouring chunks of the same row, vectorised with NumPy, remove what a
+word alone does not give away:
+
+- a word that is both safe and a name or place ("Will", "Rose", "Do",
+  "Mobile") is removed when it is capitalised and does not begin a
+  sentence, follows a title (Dr, Mrs ...), is capitalised next to a
+  removed name or place, or is one of the row's own identifier words;
+  otherwise it is kept (lowercase "will", "rose", "do"; "Will" beginning a
+  sentence). A capitalised word before "disease", "syndrome" ... is an
+  eponym and kept if safe;
+- the word after a title is a name, whatever its case;
+- runs of numbers split by spaces or punctuation holding 5 digits or more
+  (SSNs, phone numbers, card numbers in groups) go whole, except two
+  numbers of at most 3 digits each ("120 80");
+- numbers of 5 digits or more, 4 digits that are not a year, more than 3
+  decimals (coordinates), and pairs "a/b", "a-b" that could be a month and
+  a day (unless a count follows: "3-4 times") are removed;
+- dates: month names (May and March only capitalised inside a sentence or
+  next to a day), a day or year next to a month ("4th of March"),
+  holidays ("Christmas", "Memorial Day") and a year next to them, a year
+  after "born" or "DOB";
+- ages over 89: a number from 90 next to an age word ("93 y.o.", "aged
+  93", "93 years of age", "93 M") or written as such ("93yo"), and number
+  words from "ninety" next to one;
+- addresses: a number followed within four words by a street suffix, a
+  capitalised street name before its suffix, the unit after it, PO boxes,
+  rural routes and highways with their number; places of several safe
+  words ("Salt Lake City");
+- contacts: "(at)", "[at]", "at" and "dot" between removed words, "dot"
+  before a domain ending, words joined by dots ("example.com").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hospfed.client.deid.chunks import (
+    AGE_FORM,
+    CODE,
+    COMPOUND,
+    CONTACT,
+    DIGITS,
+    FOREIGN,
+    NUMBER,
+    ORDINAL,
+    PUNCT,
+    RANGE,
+    RATIO,
+    WORD,
+    Chunks,
+)
+from hospfed.client.deid.lexicon import (
+    AGE_AFTER,
+    AGE_BEFORE,
+    AT_DOT,
+    BIRTH,
+    BOX,
+    COUNT_WORD,
+    DAY,
+    EPONYM_HEAD,
+    EXTENSION,
+    HOLIDAY,
+    HOLIDAY_HEAD,
+    MONTH,
+    MONTH_ABBR,
+    MONTH_WORD,
+    NAME,
+    NUMBER_WORD,
+    OF_THE,
+    ORDINAL_WORD,
+    OVER_89_WORD,
+    PLACE,
+    SAFE,
+    STREET,
+    TITLE,
+    TLD,
+    UNIT,
+    lexicon,
+)
+from hospfed.client.deid.textbuf import TEXT, Bools, Ints
+
+U8 = npt.NDArray[np.uint8]
+_A = TypeVar("_A", bound=npt.NDArray[Any])
+
+TAGS = (
+    "",
+    "[NAME]",
+    "[LOCATION]",
+    "[DATE]",
+    "[AGE>89]",
+    "[PHONE]",
+    "[EMAIL]",
+    "[URL]",
+    "[IP]",
+    "[SSN]",
+    "[ID]",
+    "[REDACTED]",
+)
+"""The tags, by code (0: the chunk is kept). ``[REDACTED]`` is a word on no
+safe vocabulary that is on no name or place list either."""
+(KEEP, T_NAME, T_LOCATION, T_DATE, T_AGE, T_PHONE, T_EMAIL, T_URL, T_IP, T_SSN) = range(
+    10
+)
+T_ID, T_REDACTED = 10, 11
+
+TAG_CATEGORIES: dict[str, str] = {
+    "[NAME]": "name",
+    "[LOCATION]": "geographic",
+    "[DATE]": "date",
+    "[AGE>89]": "age",
+    "[PHONE]": "phone",
+    "[EMAIL]": "email",
+    "[URL]": "url",
+    "[IP]": "ip",
+    "[SSN]": "ssn",
+    "[ID]": "other",
+    "[REDACTED]": "other",
+}
+"""The Safe Harbor category each tag counts under in the report."""
+
+_MONTHS_IN_CODES = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|年|月|日"
+_DATE_DIGITS = (
+    r"^(?:[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
+    r"|[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{2}|[0-9]{4}))$"
+)
+_IP_DIGITS = r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$"
+
+
+class _Rows:
+    """Neighbours within a row: per-chunk arrays shifted by a few chunks.
+
+    A chunk's neighbour in another row counts as 0 (False).
+    """
+
+    def __init__(self, rows: Ints) -> None:
+        self.rows = rows
+
+    def prev(self, values: _A, by: int = 1) -> _A:
+        """At each chunk, ``values`` of the chunk ``by`` before it."""
+        out = np.zeros_like(values)
+        if 0 < by < len(values):
+            out[by:] = values[:-by]
+            out[by:][self.rows[by:] != self.rows[:-by]] = 0
+        return cast(_A, out)
+
+    def next(self, values: _A, by: int = 1) -> _A:
+        """At each chunk, ``values`` of the chunk ``by`` after it."""
+        if by == 0:
+            return values
+        out = np.zeros_like(values)
+        if by < len(values):
+            out[:-by] = values[by:]
+            out[:-by][self.rows[:-by] != self.rows[by:]] = 0
+        return cast(_A, out)
+
+
+def decide(chunks: Chunks, own: U8 | None = None) -> U8:
+    """The tag of each chunk (:data:`TAGS`; 0 where it is kept).
+
+    Parameters
+    ----------
+    chunks : Chunks
+        A block's chunks.
+    own : numpy.ndarray, optional
+        For each chunk that is one of its row's own identifier words, the
+        tag it takes (0 for the others).
+
+    Returns
+    -------
+    numpy.ndarray
+        A tag code per chunk.
+
+    """
+    shape, flags = chunks.shape, chunks.flags
+    near = _Rows(chunks.rows)
+
+    def has(bit: int) -> Bools:
+        return np.asarray((flags & np.uint32(bit)) != 0)
+
+    worded = (shape == WORD) | (shape == COMPOUND)
+    tags = _alone(chunks, worded, has)
+    _numbers(chunks, tags, near, has)
+    _digit_runs(chunks, tags, near)
+    _ages(chunks, tags, near, worded, has)
+    _dates(chunks, tags, near, worded, has)
+    _addresses(chunks, tags, near, worded, has)
+    _contacts(chunks, tags, near, worded, has)
+    _names(chunks, tags, near, worded, has, own)
+    return tags
+
+
+_Has = Callable[[int], Bools]
+
+
+def _alone(chunks: Chunks, worded: Bools, has: _Has) -> U8:
+    """Tags from each chunk alone: words off the safe vocabulary, codes, contacts."""
+    shape = chunks.shape
+    tags = np.zeros(len(chunks), dtype=np.uint8)
+    unknown = worded & ~has(SAFE)
+    tags[unknown] = T_REDACTED
+    tags[unknown & has(PLACE)] = T_LOCATION
+    tags[unknown & has(NAME)] = T_NAME
+    tags[unknown & has(MONTH | MONTH_WORD | MONTH_ABBR | HOLIDAY)] = T_DATE
+    tags[worded & has(MONTH | HOLIDAY)] = T_DATE
+    tags[shape == FOREIGN] = np.where(
+        chunks.capital[shape == FOREIGN], T_NAME, T_REDACTED
+    )
+    for kind in (CODE, DIGITS, CONTACT):
+        where = np.flatnonzero(shape == kind)
+        if where.size:
+            tags[where] = _code_tags(
+                chunks.word.take(pa.array(where)), chunks.digits[where]
+            )
+    # Words joined by dots: a domain or an address ("example.com", "jane.roe").
+    dotted = np.flatnonzero(shape == COMPOUND)
+    if dotted.size:
+        words = chunks.word.take(pa.array(dotted))
+        hit = pc.match_substring_regex(words, r"[a-z]{2,}\.[a-z]|[a-z]\.[a-z]{2,}")
+        tags[dotted[_np_bools(hit)]] = T_URL
+    return tags
+
+
+def _np_bools(array: pa.Array) -> Bools:
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False))
+
+
+def _code_tags(words: pa.Array, digits: Ints) -> U8:
+    """Tags of codes, digit strings and contacts, by their shape."""
+    tags = np.full(len(words), T_ID, dtype=np.uint8)
+    tags[digits == 9] = T_SSN
+    tags[np.isin(digits, (7, 10, 11))] = T_PHONE
+    for tag, regex in (
+        (T_DATE, _DATE_DIGITS),
+        (T_DATE, _MONTHS_IN_CODES),
+        (T_IP, _IP_DIGITS),
+        (T_IP, r"^[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}$"),
+        (T_EMAIL, "@"),
+        (T_URL, r"://|^www\."),
+    ):
+        tags[_np_bools(pc.match_substring_regex(words, regex))] = tag
+    return tags
+
+
+def _numbers(chunks: Chunks, tags: U8, near: _Rows, has: _Has) -> None:
+    """Numbers too long, too precise, or shaped like a month and a day."""
+    shape, value, digits = chunks.shape, chunks.value, chunks.digits
+    count_next = near.next(has(COUNT_WORD))
+    number = shape == NUMBER
+    decimals = chunks.decimals
+    whole_digits = digits - decimals
+    year = number & (digits == 4) & (value >= 1800) & (value <= 2100) & (decimals == 0)
+    long_number = number & ((whole_digits >= 5) | (decimals > 3))
+    four = number & (whole_digits == 4) & ~year & ~count_next
+    tags[long_number | four] = _by_digits(digits[long_number | four])
+    a, b = value, chunks.second
+    small = (a <= 31) & (b <= 31)
+    could_be_date = ((a <= 12) & (b <= 31)) | ((a <= 31) & (b <= 12))
+    ratio = (shape == RATIO) & (a <= 31) & ~(small & count_next)
+    span = (shape == RANGE) & could_be_date & ~count_next
+    tags[ratio | span] = T_DATE
+    tags[(shape == AGE_FORM) & (value >= 90)] = T_AGE
+    extension = near.prev(has(EXTENSION) & (shape == WORD))  # "ext. 22"
+    tags[extension & np.isin(shape, (NUMBER, DIGITS, CODE))] = T_PHONE
+
+
+def _by_digits(digits: Ints) -> U8:
+    tags = np.full(len(digits), T_ID, dtype=np.uint8)
+    tags[digits == 9] = T_SSN
+    tags[np.isin(digits, (7, 10, 11))] = T_PHONE
+    return tags
+
+
+def _run_ids(member: Bools, near: _Rows) -> Ints:
+    """An id per run of consecutive members within a row (0 outside runs)."""
+    previous = near.prev(member)
+    start = member & ~previous
+    ids = np.cumsum(start)
+    return np.where(member, ids, 0).astype(np.int64)
+
+
+def _digit_runs(chunks: Chunks, tags: U8, near: _Rows) -> None:
+    """Numbers split by spaces or punctuation: 5 digits or more go whole."""
+    shape, digits = chunks.shape, chunks.digits
+    numeric = np.isin(shape, (NUMBER, DIGITS, RATIO, RANGE)) & (digits > 0)
+    run = _run_ids(numeric | (shape == PUNCT), near)
+    if not run.any():
+        return
+    size = int(run.max()) + 1
+    total = np.bincount(run, weights=np.where(numeric, digits, 0), minlength=size)
+    parts = np.bincount(run, weights=numeric, minlength=size)
+    largest = np.zeros(size)
+    np.maximum.at(largest, run[numeric], digits[numeric])
+    gone = (total >= 5) & (parts >= 2) & ~((parts == 2) & (largest <= 3))
+    gone[0] = False
+    hit = numeric & gone[run] & (tags == KEEP)
+    tags[hit] = _by_digits(total[run[hit]].astype(np.int64))
+
+
+def _ages(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
+    """Ages over 89 next to an age word, in digits or in words."""
+    value = chunks.value
+    sex = np.asarray(
+        pc.is_in(chunks.word, value_set=_SEX_WORDS).to_numpy(zero_copy_only=False)
+    )
+    after = near.next(has(AGE_AFTER)) | near.next(sex & (chunks.shape == WORD))
+    before = near.prev(has(AGE_BEFORE))
+    old = (chunks.shape == NUMBER) & (value >= 90) & (value < 150)
+    tags[old & (after | before)] = T_AGE
+    spelled = worded & has(NUMBER_WORD)
+    run = _run_ids(spelled, near)
+    if run.any():
+        size = int(run.max()) + 1
+        over = np.zeros(size, dtype=bool)
+        over[run[spelled & has(OVER_89_WORD)]] = True
+        ends = spelled & ~near.next(spelled)
+        starts = spelled & ~near.prev(spelled)
+        context = np.zeros(size, dtype=bool)
+        context[run[ends & after]] = True
+        context[run[starts & before]] = True
+        over &= context
+        over[0] = False
+        tags[spelled & over[run]] = T_AGE
+
+
+_SEX_WORDS = pa.array(
+    ["m", "f", "male", "female", "man", "woman", "gentleman", "lady"], TEXT
+)
+
+
+def _dates(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
+    """Months next to a day or year, May and March inside a sentence, holidays."""
+    shape, value, digits = chunks.shape, chunks.value, chunks.digits
+    number = shape == NUMBER
+    year = number & (digits == 4) & (value >= 1800) & (value <= 2100)
+    day = (number & (value >= 1) & (value <= 31) & (digits <= 2)) | (shape == ORDINAL)
+    day |= worded & has(ORDINAL_WORD)
+    dayish = day | year
+    of = worded & has(OF_THE)
+    month = worded & has(MONTH | MONTH_WORD | MONTH_ABBR)
+    by_day = near.prev(dayish) | near.next(dayish)
+    by_day |= (near.prev(of) & near.prev(dayish, 2)) | (
+        near.next(of) & near.next(dayish, 2)
+    )
+    inside = chunks.capital & ~_sentence_start(chunks, near)
+    dated = month & (has(MONTH) | by_day | (has(MONTH_WORD) & inside))
+    holiday = worded & has(HOLIDAY)
+    head = worded & chunks.capital & has(HOLIDAY_HEAD) & near.next(worded & has(DAY))
+    dated |= holiday | head | near.prev(head)
+    tags[dated] = T_DATE
+    around = near.prev(dated) | near.next(dated)
+    around |= near.prev(dated, 2) & near.prev(of | dayish)
+    around |= near.next(dated, 2) & near.next(of | dayish)
+    around |= near.prev(dated, 3) & near.prev(dayish, 2)  # "March 4, 2021"
+    tags[dayish & around] = T_DATE
+    tags[year & near.prev(has(BIRTH))] = T_DATE
+
+
+def _sentence_start(chunks: Chunks, near: _Rows) -> Bools:
+    first = ~near.prev(np.ones(len(chunks), dtype=bool))
+    return np.asarray(first | near.prev(chunks.ends_sentence))
+
+
+def _addresses(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
+    """Street addresses, PO boxes, rural routes, places of several words."""
+    numberish = np.isin(chunks.shape, (NUMBER, CODE, DIGITS))
+    capital = worded & chunks.capital
+    street = worded & has(STREET)
+    found = np.zeros(len(chunks), dtype=bool)
+    alive = street.copy()
+    for back in range(1, 5):  # "12 Elm Street", "12 Old Mill Pond Rd"
+        hit = alive & near.prev(numberish, back)
+        for step in range(back + 1):
+            found |= near.next(hit, step)
+        alive &= near.prev(worded, back)
+    named = street & chunks.capital & near.prev(capital)  # "on Elm Street"
+    found |= named | near.next(named) | (near.next(named, 2) & capital)
+    unit = worded & has(UNIT) & near.prev(found & street)  # "Apt 4B"
+    found |= unit | near.prev(unit)
+    box = worded & has(BOX) & near.next(numberish)  # "PO Box 12", "RR 2"
+    before = near.next(box) & worded & (has(BOX) | chunks.capital)
+    found |= box | near.prev(box) | before | (near.next(before) & capital)
+    found |= _phrases(chunks, near, capital)
+    tags[found & ((tags == KEEP) | (tags == T_ID) | (tags == T_REDACTED))] = T_LOCATION
+
+
+def _phrases(chunks: Chunks, near: _Rows, capital: Bools) -> Bools:
+    """Chunks that are part of a place of several safe words ("Salt Lake City")."""
+    found = np.zeros(len(chunks), dtype=bool)
+    for length in (2, 3):
+        starts = capital.copy()
+        for step in range(1, length):
+            starts &= near.next(np.ones(len(chunks), dtype=bool), step)
+        where = np.flatnonzero(starts)
+        if not where.size:
+            continue
+        joined = chunks.word.take(pa.array(where))
+        for step in range(1, length):
+            following = chunks.word.take(pa.array(where + step))
+            joined = pc.binary_join_element_wise(
+                joined, following, pa.scalar(" ", TEXT)
+            )
+        hit = where[lexicon().is_phrase(joined)]
+        for step in range(length):
+            found[hit + step] = True
+    return found
+
+
+def _contacts(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
+    """Spelled-out e-mail addresses: "(at)", "x at y dot com"."""
+    at_dot = np.flatnonzero(worded & has(AT_DOT))
+    if not at_dot.size:
+        return
+    text = chunks.text.take(pa.array(at_dot))
+    bracketed = at_dot[_np_bools(pc.match_substring_regex(text, r"[(\[{<]"))]
+    tags[bracketed] = T_EMAIL
+    removed = tags != KEEP
+    between = np.zeros(len(chunks), dtype=bool)
+    between[at_dot] = True
+    between &= near.prev(removed) & near.next(removed)
+    tags[between] = T_EMAIL
+    dots = at_dot[_np_bools(pc.equal(chunks.word.take(pa.array(at_dot)), "dot"))]
+    domain = np.zeros(len(chunks), dtype=bool)
+    domain[dots] = True
+    domain &= near.next(worded & has(TLD))
+    tags[domain | near.prev(domain)] = T_EMAIL
+
+
+_NAMED = (T_NAME, T_LOCATION, T_REDACTED)
+
+
+def _names(
+    chunks: Chunks,
+    tags: U8,
+    near: _Rows,
+    worded: Bools,
+    has: _Has,
+    own: U8 | None,
+) -> None:
+    """Words that are both safe and a name or place, decided by their context."""
+    capital = chunks.capital
+    kept = tags == KEEP
+    ambiguous = worded & has(SAFE) & has(NAME | PLACE) & kept
+    tag_of = np.where(has(NAME), T_NAME, T_LOCATION).astype(np.uint8)
+    after_title = near.prev(worded & has(TITLE))
+    eponym = near.next(has(EPONYM_HEAD))
+    inside = capital & ~_sentence_start(chunks, near) & ~eponym
+    gone = ambiguous & (inside | after_title)
+    tags[gone] = tag_of[gone]
+    titled = after_title & worded & (tags == KEEP)
+    tags[titled] = T_NAME
+    if own is not None:
+        mine = (own != KEEP) & (tags == KEEP)
+        tags[mine] = own[mine]
+    for _ in range(2):
+        named = np.isin(tags, _NAMED) & capital
+        beside = near.prev(named) | near.next(named)
+        gone = ambiguous & capital & beside & (tags == KEEP)
+        tags[gone] = tag_of[gone]
