@@ -165,10 +165,14 @@ class DatasetSchema:
             raise SchemaError(
                 f"schema {self.name!r} v{self.version}: missing columns {missing}"
             )
-        extra = [str(n) for n in frame.columns if n not in expected]
+        extra = [i for i, n in enumerate(frame.columns, 1) if n not in expected]
         if extra:
+            # Positions, not names: a file without its header (or with a row
+            # glued to it) would show a patient's values as column names.
             raise SchemaError(
-                f"schema {self.name!r} v{self.version}: unexpected columns {extra}"
+                f"schema {self.name!r} v{self.version}: {len(extra)} unexpected "
+                f"columns (at positions {', '.join(map(str, extra[:10]))} of the "
+                "data; names are not shown); export exactly the schema's columns"
             )
         for column in self.columns:
             column.check(frame[column.name])
