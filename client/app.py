@@ -21,7 +21,12 @@ from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
 from hospfed.client.outgoing import make_outgoing_policy
 from hospfed.client.privacy import HospitalPrivacy, ledger_mac_key
-from hospfed.common.errors import ConfigError, PrivacyBudgetError
+from hospfed.common.errors import (
+    ConfigError,
+    DataError,
+    KeyFileError,
+    PrivacyBudgetError,
+)
 from hospfed.common.protocol import (
     Key,
     decode_plan,
@@ -196,9 +201,11 @@ def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> Cl
 
     def client_fn(context: Context) -> Client:
         settings = resolve(context)
-        return HospitalClient(
-            load_hospital_data(settings), settings, str(context.run_id)
-        ).to_client()
+        try:
+            dataset = load_hospital_data(settings)
+        except (DataError, KeyFileError) as exc:  # the coordinator names who failed
+            raise type(exc)(f"{settings.hospital}: {exc}") from exc
+        return HospitalClient(dataset, settings, str(context.run_id)).to_client()
 
     return ClientApp(client_fn=client_fn, mods=[make_outgoing_policy(resolve)])
 

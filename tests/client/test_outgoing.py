@@ -118,3 +118,20 @@ def test_evaluation_replies_carry_metrics_only_and_other_types_are_refused(tmp_p
     query = Message(content, dst_node_id=1, message_type=MessageType.QUERY)
     with pytest.raises(ConfigError, match="answers train and evaluate only"):
         policy(tmp_path)(query, context(), lambda m, c: m)
+
+
+def test_a_hospital_that_cannot_open_its_data_is_named_in_the_error(tmp_path):
+    from hospfed.client.app import make_client_app
+    from hospfed.common.errors import DataError
+
+    key = tmp_path / "site.key"
+    from hospfed.client.vault import generate_key_file
+
+    generate_key_file(key)
+    settings = NodeSettings(
+        hospital="va", data=tmp_path / "missing.hfd", key_file=key, state_dir=tmp_path
+    )
+    app = make_client_app(lambda _: settings)
+    with pytest.raises(DataError, match=r"^va: ") as info:
+        app(train_message(), context())
+    assert "missing.hfd" in str(info.value)
