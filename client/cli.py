@@ -14,6 +14,7 @@ lists the embedded federation.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import traceback
 from collections.abc import Iterator
@@ -32,18 +33,35 @@ from hospfed.client.data import (
     load_hospital_data,
     open_prepared,
 )
-from hospfed.client.options import KeyOption, PassphraseOption, key_source
+from hospfed.client.options import (
+    KEY_FLAGS,
+    KeyOption,
+    PassphraseOption,
+    key_source,
+)
+from hospfed.client.predict import (
+    evaluate_at_hospital,
+    load_run_model,
+    predict_rows,
+    write_predictions,
+)
 from hospfed.client.prepare import DEFAULT_MIN_ROWS, prepare_export
 from hospfed.client.stewardship import audit_app, budget_app
 from hospfed.client.vault import (
+    check_one_key,
     generate_key_file,
     read_header,
 )
 from hospfed.common.cli import make_app, run_app
-from hospfed.common.datasets import DEFAULT_RAW_SCHEMA, resolve_schema
+from hospfed.common.datasets import (
+    DEFAULT_RAW_SCHEMA,
+    FED_HEART_TASK,
+    resolve_schema,
+    resolve_task,
+)
 from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.datasets.heart_export import hospital_raw_export, write_raw_export
-from hospfed.common.errors import ConfigError, DataError, HospfedError
+from hospfed.common.errors import DataError, HospfedError
 
 PROG = "hospfed-client"
 app = make_app("The hospital side of hospfed: runs next to the hospital's data.")
@@ -200,8 +218,7 @@ def check(
     ] = None,
 ) -> None:
     """Load a prepared dataset exactly as training will; print counts only."""
-    if (key is None) == (passphrase_env is None):
-        raise ConfigError("give exactly one of --key FILE or --passphrase-env VAR")
+    check_one_key(key, passphrase_env, names=KEY_FLAGS)
     settings = NodeSettings(
         hospital=hospital or dataset.stem,
         data=dataset,
@@ -219,6 +236,71 @@ def check(
     ):
         table.add_row(split, str(len(y)), str(x.shape[1]), f"{float(np.mean(y)):.2f}")
     Console().print(table)
+
+
+ModelOption = Annotated[
+    Path,
+    typer.Option(
+        "--model", help="A run's results directory (metrics.json, model.npz)."
+    ),
+]
+TaskOption = Annotated[
+    str,
+    typer.Option(help="The learning task the run trained (built-in name or file)."),
+]
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="A prepared dataset (.hfd).")],
+    model: ModelOption,
+    key: KeyOption = None,
+    passphrase_env: PassphraseOption = None,
+    task: TaskOption = FED_HEART_TASK.name,
+) -> None:
+    """Score a run's model on this hospital's own test split (metrics only)."""
+    source = key_source(key, passphrase_env)
+    run_model = load_run_model(model)
+    with no_patient_values("evaluate"):
+        prepared = open_prepared(dataset, source)
+        result = evaluate_at_hospital(
+            run_model, prepared, resolve_task(task), dataset.stem
+        )
+    table = Table(title=f"{dataset.stem}: the run's model on this hospital's test set")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in ("accuracy", "auc", "macro_f1", "rmse", "mae", "loss"):
+        value = getattr(result, name)
+        if not math.isnan(value):  # NaN: does not apply to this label kind
+            table.add_row(name.replace("_", "-"), f"{value:.4f}")
+    table.add_row("test rows", str(result.num_examples))
+    if run_model.status != "complete":
+        table.add_row("run status", f"{run_model.status} (not a finished run)")
+    Console().print(table)
+
+
+@app.command()
+def predict(
+    dataset: Annotated[Path, typer.Argument(help="A prepared dataset (.hfd).")],
+    model: ModelOption,
+    out: Annotated[Path, typer.Option(help="Predictions CSV to write (mode 0600).")],
+    key: KeyOption = None,
+    passphrase_env: PassphraseOption = None,
+    task: TaskOption = FED_HEART_TASK.name,
+) -> None:
+    """Apply a run's model to every complete row, keyed by pseudonym."""
+    source = key_source(key, passphrase_env)
+    run_model = load_run_model(model)
+    with no_patient_values("predict"):
+        prepared = open_prepared(dataset, source)
+        table, left_out = predict_rows(
+            run_model, prepared, resolve_task(task), dataset.stem
+        )
+    write_predictions(table, out)
+    print(
+        f"{len(table)} predictions written to {out} ({left_out} rows left out: a "
+        "value the task needs is missing)"
+    )
 
 
 app.add_typer(budget_app, name="budget")

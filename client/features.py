@@ -12,6 +12,8 @@ trained, with an error naming the column (never a patient value).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -20,7 +22,7 @@ from hospfed.common.errors import DataError, SchemaError
 from hospfed.common.task import Feature, Label, LearningTask
 from hospfed.common.training import HospitalData
 
-__all__ = ["build_inputs", "check_task_fits"]
+__all__ = ["EncodedRows", "build_inputs", "check_task_fits", "encode_rows"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -40,6 +42,51 @@ def check_task_fits(frame: pd.DataFrame, task: LearningTask) -> None:
                 f"task {task.name!r} reads column {column!r}, which this "
                 "hospital's prepared data does not have"
             )
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """A hospital's complete rows as model inputs, before and after scaling.
+
+    Attributes
+    ----------
+    index : pandas.Index
+        The prepared frame's labels of the rows kept (complete for the task).
+    inputs : numpy.ndarray
+        float64 encoded inputs, unscaled, one row per kept row.
+    labels : numpy.ndarray
+        float32 targets of the kept rows.
+    train, test : numpy.ndarray
+        Positions of the training and test rows among the kept rows.
+    mean, std : numpy.ndarray or None
+        The training statistics inputs are scaled with (None: no scaling).
+
+    """
+
+    index: pd.Index
+    inputs: Floats
+    labels: npt.NDArray[np.float32]
+    train: npt.NDArray[np.int64]
+    test: npt.NDArray[np.int64]
+    mean: Floats | None
+    std: Floats | None
+
+    def scaled(self) -> npt.NDArray[np.float32]:
+        """Every kept row's inputs, scaled with the training statistics."""
+        if self.mean is None or self.std is None:
+            return self.inputs.astype(np.float32)
+        return ((self.inputs - self.mean) / self.std).astype(np.float32)
+
+    def hospital_data(self, hospital: str) -> HospitalData:
+        """The training and test sets."""
+        scaled = self.scaled()
+        return HospitalData(
+            hospital=hospital,
+            x_train=scaled[self.train],
+            y_train=self.labels[self.train],
+            x_test=scaled[self.test],
+            y_test=self.labels[self.test],
+        )
 
 
 def build_inputs(
@@ -71,6 +118,11 @@ def build_inputs(
         rows are left; the message names the column and counts, never values.
 
     """
+    return encode_rows(frame, task, hospital).hospital_data(hospital)
+
+
+def encode_rows(frame: pd.DataFrame, task: LearningTask, hospital: str) -> EncodedRows:
+    """Encode, split and fit the scaling of one hospital's rows (see above)."""
     check_task_fits(frame, task)
     kept = _complete_rows(frame, task)
     if len(kept) < 2:
@@ -83,17 +135,18 @@ def build_inputs(
         [_encoded(kept[f.column], f) for f in task.features], axis=1
     )
     train, test = _split(labels, task)
+    mean = std = None
     if task.standardise == "hospital":
         mean, std = inputs[train].mean(axis=0), inputs[train].std(axis=0)
         std[std == 0] = 1.0  # a constant input (one level everywhere) stays 0
-        inputs = (inputs - mean) / std
-    scaled = inputs.astype(np.float32)
-    return HospitalData(
-        hospital=hospital,
-        x_train=scaled[train],
-        y_train=labels[train],
-        x_test=scaled[test],
-        y_test=labels[test],
+    return EncodedRows(
+        index=kept.index,
+        inputs=inputs,
+        labels=labels,
+        train=train,
+        test=test,
+        mean=mean,
+        std=std,
     )
 
 

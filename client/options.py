@@ -9,7 +9,10 @@ import typer
 
 from hospfed.client.vault import KeySource, open_key_source
 
-__all__ = ["KeyOption", "PassphraseOption", "StateDirOption", "key_source"]
+__all__ = ["KEY_FLAGS", "KeyOption", "PassphraseOption", "StateDirOption", "key_source"]
+
+KEY_FLAGS = ("--key FILE", "--passphrase-env VAR")
+"""How the commands spell the two ways to give the hospital's key."""
 
 KeyOption = Annotated[
     Path | None,
@@ -26,9 +29,7 @@ PassphraseOption = Annotated[
 
 def key_source(key: Path | None, passphrase_env: str | None) -> KeySource:
     """The key file or the passphrase; exactly one must be given."""
-    return open_key_source(
-        key, passphrase_env, names=("--key FILE", "--passphrase-env VAR")
-    )
+    return open_key_source(key, passphrase_env, names=KEY_FLAGS)
 
 
 StateDirOption = Annotated[
