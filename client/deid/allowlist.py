@@ -34,7 +34,10 @@ word alone does not give away:
   rural routes and highways with their number; places of several safe
   words ("Salt Lake City");
 - contacts: "(at)", "[at]", "at" and "dot" between removed words, "dot"
-  before a domain ending, words joined by dots ("example.com").
+  before a domain ending, words joined by dots ("example.com"), words
+  beside such a connector, a handle after "instagram", "twitter" ...; the
+  rest of a code split by a space, a phone's extension, places before
+  "County" or after "New", names after a relative or a particle.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from hospfed.client.deid.chunks import (
     CONTACT,
     DIGITS,
     FOREIGN,
+    MEASURE,
     NUMBER,
     ORDINAL,
     PUNCT,
@@ -72,6 +76,7 @@ from hospfed.client.deid.lexicon import (
     DAY,
     EPONYM_HEAD,
     EXTENSION,
+    HANDLE_HEAD,
     HOLIDAY,
     HOLIDAY_HEAD,
     MONTH,
@@ -82,7 +87,11 @@ from hospfed.client.deid.lexicon import (
     OF_THE,
     ORDINAL_WORD,
     OVER_89_WORD,
+    PARTICLE,
     PLACE,
+    PLACE_HEAD,
+    PLACE_PREFIX,
+    RELATIVE,
     SAFE,
     STREET,
     TITLE,
@@ -90,53 +99,25 @@ from hospfed.client.deid.lexicon import (
     UNIT,
     lexicon,
 )
+from hospfed.client.deid.tags import (
+    KEEP,
+    T_AGE,
+    T_DATE,
+    T_EMAIL,
+    T_ID,
+    T_LOCATION,
+    T_NAME,
+    T_PHONE,
+    T_REDACTED,
+    T_URL,
+    U8,
+    _by_digits,
+    _code_tags,
+    _np_bools,
+)
 from hospfed.client.deid.textbuf import TEXT, Bools, Ints
 
-U8 = npt.NDArray[np.uint8]
 _A = TypeVar("_A", bound=npt.NDArray[Any])
-
-TAGS = (
-    "",
-    "[NAME]",
-    "[LOCATION]",
-    "[DATE]",
-    "[AGE>89]",
-    "[PHONE]",
-    "[EMAIL]",
-    "[URL]",
-    "[IP]",
-    "[SSN]",
-    "[ID]",
-    "[REDACTED]",
-)
-"""The tags, by code (0: the chunk is kept). ``[REDACTED]`` is a word on no
-safe vocabulary that is on no name or place list either."""
-(KEEP, T_NAME, T_LOCATION, T_DATE, T_AGE, T_PHONE, T_EMAIL, T_URL, T_IP, T_SSN) = range(
-    10
-)
-T_ID, T_REDACTED = 10, 11
-
-TAG_CATEGORIES: dict[str, str] = {
-    "[NAME]": "name",
-    "[LOCATION]": "geographic",
-    "[DATE]": "date",
-    "[AGE>89]": "age",
-    "[PHONE]": "phone",
-    "[EMAIL]": "email",
-    "[URL]": "url",
-    "[IP]": "ip",
-    "[SSN]": "ssn",
-    "[ID]": "other",
-    "[REDACTED]": "other",
-}
-"""The Safe Harbor category each tag counts under in the report."""
-
-_MONTHS_IN_CODES = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|年|月|日"
-_DATE_DIGITS = (
-    r"^(?:[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
-    r"|[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{2}|[0-9]{4}))$"
-)
-_IP_DIGITS = r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$"
 
 
 class _Rows:
@@ -194,6 +175,7 @@ def decide(chunks: Chunks, own: U8 | None = None) -> U8:
     tags = _alone(chunks, worded, has)
     _numbers(chunks, tags, near, has)
     _digit_runs(chunks, tags, near)
+    _extensions(chunks, tags, near)
     _ages(chunks, tags, near, worded, has)
     _dates(chunks, tags, near, worded, has)
     _addresses(chunks, tags, near, worded, has)
@@ -233,27 +215,6 @@ def _alone(chunks: Chunks, worded: Bools, has: _Has) -> U8:
     return tags
 
 
-def _np_bools(array: pa.Array) -> Bools:
-    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False))
-
-
-def _code_tags(words: pa.Array, digits: Ints) -> U8:
-    """Tags of codes, digit strings and contacts, by their shape."""
-    tags = np.full(len(words), T_ID, dtype=np.uint8)
-    tags[digits == 9] = T_SSN
-    tags[np.isin(digits, (7, 10, 11))] = T_PHONE
-    for tag, regex in (
-        (T_DATE, _DATE_DIGITS),
-        (T_DATE, _MONTHS_IN_CODES),
-        (T_IP, _IP_DIGITS),
-        (T_IP, r"^[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}$"),
-        (T_EMAIL, "@"),
-        (T_URL, r"://|^www\."),
-    ):
-        tags[_np_bools(pc.match_substring_regex(words, regex))] = tag
-    return tags
-
-
 def _numbers(chunks: Chunks, tags: U8, near: _Rows, has: _Has) -> None:
     """Numbers too long, too precise, or shaped like a month and a day."""
     shape, value, digits = chunks.shape, chunks.value, chunks.digits
@@ -274,13 +235,6 @@ def _numbers(chunks: Chunks, tags: U8, near: _Rows, has: _Has) -> None:
     tags[(shape == AGE_FORM) & (value >= 90)] = T_AGE
     extension = near.prev(has(EXTENSION) & (shape == WORD))  # "ext. 22"
     tags[extension & np.isin(shape, (NUMBER, DIGITS, CODE))] = T_PHONE
-
-
-def _by_digits(digits: Ints) -> U8:
-    tags = np.full(len(digits), T_ID, dtype=np.uint8)
-    tags[digits == 9] = T_SSN
-    tags[np.isin(digits, (7, 10, 11))] = T_PHONE
-    return tags
 
 
 def _run_ids(member: Bools, near: _Rows) -> Ints:
@@ -307,6 +261,15 @@ def _digit_runs(chunks: Chunks, tags: U8, near: _Rows) -> None:
     gone[0] = False
     hit = numeric & gone[run] & (tags == KEEP)
     tags[hit] = _by_digits(total[run[hit]].astype(np.int64))
+    # The rest of a code split by a space: "MRN#7251 356", "5WLL 467".
+    code = (shape == CODE) & (digits > 0) & (tags != KEEP)
+    beside = np.isin(shape, (NUMBER, DIGITS)) & (tags == KEEP)
+    for _ in range(3):
+        hit = beside & (near.prev(code) | near.next(code)) & (tags == KEEP)
+        if not hit.any():
+            break
+        tags[hit] = T_ID
+        code = code | hit
 
 
 def _ages(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
@@ -328,6 +291,8 @@ def _ages(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> No
         ends = spelled & ~near.next(spelled)
         starts = spelled & ~near.prev(spelled)
         context = np.zeros(size, dtype=bool)
+        # "ninety-three-year-old", "one hundred-one-year-old"
+        context[run[spelled & (chunks.shape == COMPOUND) & has(AGE_AFTER)]] = True
         context[run[ends & after]] = True
         context[run[starts & before]] = True
         over &= context
@@ -393,6 +358,25 @@ def _addresses(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) 
     before = near.next(box) & worded & (has(BOX) | chunks.capital)
     found |= box | near.prev(box) | before | (near.next(before) & capital)
     found |= _phrases(chunks, near, capital)
+    # "Cherry County", "Green Valley Hospital": capitalised words before a head.
+    lead = capital & ~has(PLACE_HEAD)
+    before_head = lead & near.next(capital & has(PLACE_HEAD))
+    found |= before_head | (lead & near.next(before_head))
+    # "South Billtown", "Port Ryanmouth": a prefix before a removed name.
+    gone = np.isin(tags, _NAMED) | found | has(NAME | PLACE)
+    found |= capital & has(PLACE_PREFIX) & near.next(gone & chunks.capital)
+    # "2479 Pamela Shoal": a number, then capitalised words of which one is removed.
+    removed = capital & (np.isin(tags, _NAMED) | has(NAME | PLACE))
+    street_run = capital & near.prev(numberish)
+    for _ in range(2):
+        street_run |= capital & near.prev(street_run)
+    runs = _run_ids(street_run, near)
+    if runs.any():
+        has_removed = np.zeros(int(runs.max()) + 1, dtype=bool)
+        has_removed[runs[street_run & removed]] = True
+        has_removed[0] = False
+        street = street_run & has_removed[runs]
+        found |= street | (near.next(street) & numberish)  # and its house number
     tags[found & ((tags == KEEP) | (tags == T_ID) | (tags == T_REDACTED))] = T_LOCATION
 
 
@@ -419,11 +403,13 @@ def _phrases(chunks: Chunks, near: _Rows, capital: Bools) -> Bools:
 
 
 def _contacts(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
-    """Spelled-out e-mail addresses: "(at)", "x at y dot com"."""
+    """Spelled-out e-mail addresses: "(at)", "x at y dot com"; social handles."""
+    handle = near.prev(worded & has(HANDLE_HEAD)) & (chunks.shape != PUNCT)
+    tags[handle & ~(worded & has(HANDLE_HEAD))] = T_EMAIL
     at_dot = np.flatnonzero(worded & has(AT_DOT))
-    if not at_dot.size:
+    if not at_dot.size and not (chunks.shape == CONTACT).any():
         return
-    text = chunks.text.take(pa.array(at_dot))
+    text = chunks.text.take(pa.array(at_dot, pa.int64()))
     bracketed = at_dot[_np_bools(pc.match_substring_regex(text, r"[(\[{<]"))]
     tags[bracketed] = T_EMAIL
     removed = tags != KEEP
@@ -431,11 +417,40 @@ def _contacts(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -
     between[at_dot] = True
     between &= near.prev(removed) & near.next(removed)
     tags[between] = T_EMAIL
-    dots = at_dot[_np_bools(pc.equal(chunks.word.take(pa.array(at_dot)), "dot"))]
+    dots = at_dot[
+        _np_bools(pc.equal(chunks.word.take(pa.array(at_dot, pa.int64())), "dot"))
+    ]
     domain = np.zeros(len(chunks), dtype=bool)
     domain[dots] = True
     domain &= near.next(worded & has(TLD))
     tags[domain | near.prev(domain)] = T_EMAIL
+    # "x at host dot com", "user [at] host [dot] net", "user @ host . com":
+    # a word beside a connector that is part of an address goes with it.
+    connector = np.zeros(len(chunks), dtype=bool)
+    connector[at_dot] = True
+    contact = np.flatnonzero(chunks.shape == CONTACT)
+    if contact.size:
+        bare = pc.equal(chunks.word.take(pa.array(contact)), "@")
+        connector[contact[_np_bools(bare)]] = True
+    if not connector.any():
+        return
+    part = worded | np.isin(chunks.shape, (CODE, NUMBER, PUNCT))
+    for _ in range(3):
+        address = connector & (tags == T_EMAIL)
+        beside = (near.prev(address) | near.next(address)) & part & (tags == KEEP)
+        tags[beside & ~connector] = T_EMAIL
+        removed = tags != KEEP
+        tags[connector & near.prev(removed) & near.next(removed)] = T_EMAIL
+
+
+def _extensions(chunks: Chunks, tags: U8, near: _Rows) -> None:
+    """A phone's extension written on to an "x": "555-1234 x72"."""
+    after = np.flatnonzero(
+        (chunks.shape == MEASURE) & near.prev((tags == T_PHONE) | (tags == T_ID))
+    )
+    if after.size:
+        hit = pc.match_substring_regex(chunks.word.take(pa.array(after)), "^x[0-9]+$")
+        tags[after[_np_bools(hit)]] = T_PHONE
 
 
 _NAMED = (T_NAME, T_LOCATION, T_REDACTED)
@@ -461,6 +476,9 @@ def _names(
     tags[gone] = tag_of[gone]
     titled = after_title & worded & (tags == KEEP)
     tags[titled] = T_NAME
+    relative = near.prev(worded & has(RELATIVE) & ~chunks.ends_sentence)
+    relative &= worded & capital & (tags == KEEP)  # not after "(brother)."
+    tags[relative] = T_NAME  # "her husband An Nguyen"
     if own is not None:
         mine = (own != KEEP) & (tags == KEEP)
         tags[mine] = own[mine]
@@ -469,3 +487,18 @@ def _names(
         beside = near.prev(named) | near.next(named)
         gone = ambiguous & capital & beside & (tags == KEEP)
         tags[gone] = tag_of[gone]
+        # "Esteban de Jaen": a capitalised word after a particle after a name,
+        # and the particle between two ("Muhldorf am Inn").
+        after = near.prev(worded & has(PARTICLE)) & near.prev(named, 2)
+        gone = after & worded & capital & (tags == KEEP)
+        tags[gone] = T_NAME
+        named = np.isin(tags, _NAMED) & capital
+        between = worded & has(PARTICLE) & near.prev(named) & near.next(named)
+        tags[between & (tags == KEEP)] = T_NAME
+    # "discussed with An Pham": a short capitalised word inside a sentence
+    # before a removed name (not a title: "Dr [NAME]").
+    inner = worded & capital & ~_sentence_start(chunks, near) & ~has(TITLE)
+    short = np.flatnonzero(inner & near.next(named) & (tags == KEEP))
+    if short.size:
+        length = pc.utf8_length(chunks.word.take(pa.array(short))).to_numpy()
+        tags[short[np.asarray(length) <= 3]] = T_NAME

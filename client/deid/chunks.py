@@ -267,6 +267,8 @@ def _numbers(
     )
     first = pc.replace_substring(pc.struct_field(parts, "a"), ",", "")
     is_number = np.isin(shapes, (NUMBER, AGE_FORM, RATIO, RANGE, MEASURE, ORDINAL))
+    # "x12" (a measure) has no leading number; "." alone is none either.
+    is_number &= _bools(pc.match_substring_regex(first, "[0-9]"))
     numbers = _np(
         pc.cast(pc.if_else(pa.array(is_number), first, None), pa.float64(), safe=False)
     )

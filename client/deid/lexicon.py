@@ -52,6 +52,11 @@ BIRTH = 1 << 21  # "born", "dob", "birth": the next year is a date
 COUNT_WORD = 1 << 22  # "times", "days", "mg" ...: a range "3-4" before it
 EPONYM_HEAD = 1 << 23  # "disease", "syndrome" ...: a capitalised name before it
 OF_THE = 1 << 24  # "of", "the", "on": may stand inside a written date
+PLACE_HEAD = 1 << 25  # "county", "hospital" ...: a capitalised word before is a place
+HANDLE_HEAD = 1 << 26  # "instagram", "twitter" ...: the next word is a handle
+PLACE_PREFIX = 1 << 27  # "new", "port", "south" ...: a place before a removed name
+RELATIVE = 1 << 28  # "wife", "son" ...: a capitalised word after is a name
+PARTICLE = 1 << 29  # "de", "van" ...: a capitalised word after a removed name is one
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -66,7 +71,8 @@ _CLASSES: dict[int, tuple[str, ...]] = {
     MONTH_WORD: ("may", "march"),
     MONTH_ABBR: _words("jan feb mar apr jun jul aug sep sept oct nov dec"),
     TITLE: _words(
-        "dr mr mrs ms miss mx prof doctor sr sra mme mlle herr frau dra nurse attending"
+        "dr mr mrs ms miss mx prof doctor sr sra mme mlle herr frau dra nurse "
+        "attending nok"
     ),
     HOLIDAY: _words(
         "christmas xmas thanksgiving easter halloween hanukkah chanukah kwanzaa "
@@ -118,6 +124,26 @@ _CLASSES: dict[int, tuple[str, ...]] = {
         "score scale test maneuver reflex phenomenon lymphoma sarcoma"
     ),
     OF_THE: _words("of the on"),
+    PLACE_HEAD: _words(
+        "county parish township borough hospital hospitals clinic clinics "
+        "infirmary sanatorium medical memorial regional"
+    ),
+    PLACE_PREFIX: _words(
+        "new north south east west port fort mount mt lake glen saint san santa "
+        "los las el la le lower upper old little great"
+    ),
+    RELATIVE: _words(
+        "wife husband son daughter mother father sister brother niece nephew aunt "
+        "uncle cousin grandson granddaughter partner friend neighbour neighbor "
+        "caregiver guardian fiance fiancee kin"
+    ),
+    PARTICLE: _words(
+        "de del della da das dos du van von der den di la le y bin ibn am im sur"
+    ),
+    HANDLE_HEAD: _words(
+        "instagram twitter facebook tiktok snapchat linkedin handle skype "
+        "whatsapp telegram reddit youtube"
+    ),
 }
 """The hand-made word classes (the lists of :mod:`.vocab` give the first three)."""
 

@@ -26,7 +26,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hospfed.client.deid.allowlist import TAGS
 from hospfed.client.deid.blocks import (
     _in_parallel,
     _row_blocks,
@@ -41,6 +40,7 @@ from hospfed.client.deid.needles import (
     _OwnValues,
 )
 from hospfed.client.deid.scan import scanner
+from hospfed.client.deid.tags import TAGS
 from hospfed.client.deid.textbuf import Ints, _buffers
 from hospfed.common.errors import ConfigError, IdentifierLeakError
 from hospfed.common.schema import Column, DatasetSchema, is_text

@@ -19,10 +19,14 @@ free text it looks for
   year, full month names, "May" and "March" capitalised inside a sentence,
   holidays, CJK dates, a year after "born" or "DOB";
 - ages over 89 beside an age word, in digits or in words;
+- PO boxes and rural-route boxes, "<Name> County", licence plates "ABC-123";
+- a short capitalised word ("An [NAME]") or "South", "Port" ... before a
+  removed name, a particle between two ("[NAME] de [NAME]");
 - words: every word must be on the safe vocabulary, and a safe word that is
   also a name or place ("Will", "Mobile") must not be capitalised inside a
   sentence or follow a title; letters and digits together must be a safe
-  code or a number with a unit.
+  code or a number with a unit (after an initial, "J. Do", a word does not
+  begin a sentence).
 
 On the other kept columns (strings, categories, numbers) it looks for the
 same digit shapes, contacts, dates and ages, and for person and place names
@@ -42,6 +46,13 @@ from hospfed.client.deid.vocab import word_list
 _TAG = re.compile(
     r"\[(?:NAME|LOCATION|DATE|AGE>89|PHONE|EMAIL|URL|IP|SSN|ID|REDACTED)\]"
 )
+_BESIDE_NAME = re.compile(
+    r"\b([A-Z][a-z]{0,2})\s+\[NAME\]"  # "An [NAME]": a short name kept
+    r"|(?<=\[NAME\] )(am|im|de|da|del|van|von|der|di|du|la|le|sur)(?= \[NAME\])"
+    r"|\b(North|South|East|West|New|Port|Fort|Mount|Lake|San|Santa|Saint)"
+    r"\s+\[(?:NAME|LOCATION)\]"
+)
+"""A short capitalised word before a removed name, a particle between two."""
 _HOLE = "\u2591"
 """What a scrub tag becomes before the checks: a symbol that is no letter."""
 
@@ -87,7 +98,7 @@ _DATES = (
     ),
     re.compile(rf"(?i)\b(?:{_MONTH_NAMES})\b\.?[\s,/-]*(?:1[89]|20)\d\d\b"),
     re.compile(
-        rf"(?i)\b(?:[12]?\d|3[01])(?:st|nd|rd|th)?[\s,/-]*(?:of\s+)?"
+        rf"(?i)\b(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?[\s,/-]*(?:of\s+)?"
         rf"(?:{_MONTH_NAMES})\b"
     ),
     re.compile(rf"(?i)\b(?:{_ORDINALS})\s+(?:of\s+)?(?:{_MONTH_NAMES})\b"),
@@ -101,6 +112,11 @@ _DATES = (
     ),
     re.compile(r"\d\s*[年月日]"),
     re.compile(r"(?i)\b(?:born|dob|birth)\W{0,3}(?:1[89]|20)\d\d\b"),
+)
+_PLACES_AND_PLATES = (
+    ("location", re.compile(r"(?i)\bbox\s*#?\s*\d")),  # "PO Box 12", "RR 2 Box 4"
+    ("location", re.compile(r"\b[A-Z][a-z]+\s+(?:County|Parish|Township|Borough)\b")),
+    ("id", re.compile(r"\b[A-Z]{2,3}-\d{3,4}\b")),  # a licence plate "ABC-123"
 )
 _TWO_PART = re.compile(
     r"(?<![\d/.-])(\d{1,2})([/-])(\d{1,2})(?![\d/.-])\s*([a-z]*)", re.I
@@ -171,7 +187,14 @@ class ResidualScanner:
 
     def free_text(self, text: str) -> str | None:
         """The first kind of identifier found in scrubbed free text, if any."""
-        plain = _TAG.sub(f" {_HOLE} ", _normalised(text))
+        text = _normalised(text)
+        for match in _BESIDE_NAME.finditer(text):
+            word = match[1] or match[2] or match[3]
+            if word.lower() not in _TITLES and not _starts_sentence(
+                text, match.start()
+            ):
+                return "name"
+        plain = _TAG.sub(f" {_HOLE} ", text)
         return self._shapes(plain) or self._two_part_dates(plain) or self._words(plain)
 
     def value(self, text: str) -> str | None:
@@ -198,6 +221,9 @@ class ResidualScanner:
         for pattern in _AGES:
             if pattern.search(text):
                 return "age"
+        for kind, pattern in _PLACES_AND_PLATES:
+            if pattern.search(text):
+                return kind
         return None
 
     def _two_part_dates(self, text: str) -> str | None:
@@ -288,6 +314,8 @@ def _list_kind(person: bool, place: bool) -> str:
 def _starts_sentence(text: str, at: int) -> bool:
     """Whether the word at ``at`` begins the text or a sentence."""
     before = text[:at].rstrip(" \"'([{")
+    if re.search(r"(?:^|\s)[A-Z]\.$", before):
+        return False  # after an initial: "J. Do"
     return not before or before[-1] in _SENTENCE_ENDS
 
 

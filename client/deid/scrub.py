@@ -22,10 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hospfed.client.deid.allowlist import T_LOCATION, T_NAME, TAGS, decide
+from hospfed.client.deid.allowlist import decide
 from hospfed.client.deid.blocks import _in_parallel, _row_blocks
 from hospfed.client.deid.chunks import Chunks, read_chunks
 from hospfed.client.deid.lexicon import SAFE, lexicon
+from hospfed.client.deid.tags import T_LOCATION, T_NAME, TAGS
 from hospfed.client.deid.textbuf import TEXT, Ints, _plain
 from hospfed.client.deid.textnorm import normalise_text
 from hospfed.common.schema import Column

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from hospfed.client.deid.allowlist import TAG_CATEGORIES, TAGS
 from hospfed.client.deid.profile import ColumnProfile
 from hospfed.client.deid.report import DeidReport, KAnonymity
 from hospfed.client.deid.settings import RestrictedZip3
+from hospfed.client.deid.tags import TAG_CATEGORIES, TAGS
 from hospfed.common.schema import PHI_CATEGORIES, Column, DatasetSchema
 
 
