@@ -13,9 +13,17 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from flwr.app import Context
+from flwr.app import Context, Message
+from flwr.app.message_type import MessageType
 from flwr.client import Client, ClientApp, NumPyClient
-from flwr.common import NDArrays, Scalar
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import NDArrays, Scalar, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import (
+    RECORD_KEY_CONFIGS,
+    RECORD_KEY_STATE,
+)
+from flwr.compat.common import recorddict_compat as compat
 
 from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
@@ -207,7 +215,69 @@ def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> Cl
             raise type(exc)(f"{settings.hospital}: {exc}") from exc
         return HospitalClient(dataset, settings, str(context.run_id)).to_client()
 
-    return ClientApp(client_fn=client_fn, mods=[make_outgoing_policy(resolve)])
+    # SecAgg+ is outermost: the policy checks and records the plain update,
+    # after the clipping-range check, before SecAgg+ masks it.
+    mods = [secure_aggregation, make_outgoing_policy(resolve), clipping_range_check]
+    return ClientApp(client_fn=client_fn, mods=mods)
+
+
+def secure_aggregation(
+    msg: Message, ctxt: Context, call_next: ClientAppCallable
+) -> Message:
+    """Flower's ``secaggplus_mod`` for SecAgg+ messages; others pass through.
+
+    (``secaggplus_mod`` alone fails every train message that is not part of
+    the SecAgg+ protocol, i.e. every round of a run without it.)
+    """
+    if RECORD_KEY_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, ctxt, call_next)
+    return call_next(msg, ctxt)
+
+
+def clipping_range_check(
+    msg: Message, ctxt: Context, call_next: ClientAppCallable
+) -> Message:
+    """Refuse a SecAgg+ update that SecAgg+ would clip, instead of masking it.
+
+    SecAgg+ sends ``round(r * Q) / Q * w`` (``r`` = examples / max weight)
+    clipped to ``[-clipping_range, clipping_range]`` and never says when it
+    clips: a value outside the range would silently change what DP-SGD
+    computed. This fails the reply instead, naming how many values and the
+    range (never the values).
+
+    Raises
+    ------
+    ConfigError
+        If any value would be clipped, or is not finite.
+
+    """
+    reply = call_next(msg, ctxt)
+    state = ctxt.state.config_records.get(RECORD_KEY_STATE)
+    if (
+        msg.metadata.message_type != MessageType.TRAIN
+        or reply.has_error()
+        or RECORD_KEY_CONFIGS not in msg.content.config_records
+        or state is None
+        or "clipping_range" not in state
+    ):
+        return reply
+    bound = float(state["clipping_range"])  # type: ignore[arg-type]
+    levels = int(state["target_range"])  # type: ignore[arg-type]
+    fitres = compat.recorddict_to_fitres(reply.content, keep_input=True)
+    ratio = fitres.num_examples / float(state["max_weight"])  # type: ignore[arg-type]
+    scale = round(ratio * levels) / levels
+    outside = sum(
+        int(np.count_nonzero(~(np.abs(a.astype(np.float64) * scale) <= bound)))
+        for a in parameters_to_ndarrays(fitres.parameters)
+    )
+    if outside:
+        raise ConfigError(
+            f"update refused before secure aggregation: {outside} values (weight "
+            f"x {scale:.4g}, the example weight) lie outside the SecAgg+ clipping "
+            f"range +-{bound:g} or are not finite, and SecAgg+ would clip them "
+            "silently; the coordinator must raise clipping-range"
+        )
+    return reply
 
 
 app = make_client_app()

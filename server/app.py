@@ -36,8 +36,10 @@ from hospfed.server.config import RunConfig
 from hospfed.server.history import RoundObserver, RunHistory
 from hospfed.server.recorder import RunRecorder
 from hospfed.server.replies import ReplyLog
+from hospfed.server.secagg import GuardedSecAggPlusWorkflow, StageListener
 from hospfed.server.stop import RunInterruptedError, StopRequest
 from hospfed.server.strategy import RoundGuard, build_strategy
+from hospfed.server.validation import UpdateRules
 
 
 @dataclass
@@ -78,6 +80,7 @@ def run_federation(
     stop: StopRequest | None = None,
     resume: Checkpoint | None = None,
     settings: Mapping[str, Any] | None = None,
+    on_stage: StageListener | None = None,
 ) -> RunResult:
     """Run ``config.num_rounds`` federated rounds; keep results as they come.
 
@@ -104,6 +107,9 @@ def run_federation(
     settings : Mapping, optional
         The caller's own settings (recorded in ``metrics.json``, and part
         of the config hash that a resume must match).
+    on_stage : callable, optional
+        With secure aggregation: told ``(round, stage)`` as each SecAgg+
+        stage starts (a progress display).
 
     Returns
     -------
@@ -148,6 +154,12 @@ def run_federation(
             resume=resume,
         )
     replies = ReplyLog(grid)
+    secagg = config.secure_aggregation
+    rules = UpdateRules(
+        shapes=config.model.weight_shapes(),
+        max_update_norm=config.max_update_norm,
+        max_weight=None if secagg is None else secagg.max_weight,
+    )
     guard = RoundGuard(
         strategy,
         min_results=config.min_hospitals,
@@ -159,14 +171,22 @@ def run_federation(
         stop=stop,
         replies=replies,
         on_round_complete=None if recorder is None else recorder.round_completed,
+        rules=rules,
     )
     log(
         INFO,
-        "run_federation: %s, rounds %s to %s, at least %s hospitals per round",
+        "run_federation: %s, rounds %s to %s, at least %s hospitals per round, "
+        "secure aggregation %s",
         config.strategy,
         done + 1,
         config.num_rounds,
         config.min_hospitals,
+        "off" if secagg is None else "on (SecAgg+)",
+    )
+    workflow = DefaultWorkflow(
+        fit_workflow=None
+        if secagg is None
+        else GuardedSecAggPlusWorkflow(secagg, on_stage=on_stage)
     )
     legacy = LegacyContext(
         context=context,
@@ -176,7 +196,7 @@ def run_federation(
     status = "complete"
     error: HospfedError | None = None
     try:
-        DefaultWorkflow()(replies, legacy)
+        workflow(replies, legacy)
     except RunInterruptedError as exc:
         status, error = "interrupted", exc
     except HospfedError as exc:

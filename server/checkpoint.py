@@ -56,6 +56,9 @@ OPTIMIZER_STATE: tuple[str, ...] = ("m_t", "v_t")
 """The server-optimiser attributes of Flower's FedOpt strategies."""
 
 _NOT_IDENTITY = ("num_rounds", "out_dir")  # a resumed run may extend or move
+_NEW_WHEN_SET = ("secure_aggregation", "max_update_norm")
+"""Settings added after format v1: part of the identity only when set, so
+runs recorded before they existed keep their config hash (and resume)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +125,11 @@ def run_identity(config: RunConfig, settings: Mapping[str, Any]) -> dict[str, An
         ``describe_run(config)`` without those two keys, plus ``settings``.
 
     """
-    identity = {k: v for k, v in describe_run(config).items() if k not in _NOT_IDENTITY}
+    identity = {
+        k: v
+        for k, v in describe_run(config).items()
+        if k not in _NOT_IDENTITY and not (k in _NEW_WHEN_SET and v is None)
+    }
     identity["settings"] = json.loads(json.dumps(dict(settings), default=str))
     return identity
 

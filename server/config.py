@@ -28,6 +28,7 @@ from hospfed.common.errors import ConfigError
 from hospfed.common.model import ACTIVATIONS, ModelSpec
 from hospfed.common.schema import DatasetSchema
 from hospfed.common.training import TrainPlan
+from hospfed.server.secagg import SECAGG_KEYS, SecAggSettings, read_secagg
 
 STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")
 ADAPTIVE_STRATEGIES = frozenset({"fedadam", "fedyogi", "fedadagrad"})
@@ -57,6 +58,8 @@ RUN_CONFIG_KEYS: tuple[str, ...] = (
     "seed",
     "out-dir",
     "schema",
+    *SECAGG_KEYS,
+    "max-update-norm",
 )
 """Every key a run config may hold; any other is refused (a typo must not be
 silently ignored)."""
@@ -91,6 +94,13 @@ class RunConfig:
     data_schema : DatasetSchema
         What ``schema`` de-identifies to: every hospital's prepared data
         must match it, column for column.
+    secure_aggregation : SecAggSettings or None
+        SecAgg+ parameters; None: the coordinator sees each hospital's
+        update (and checks it on its own).
+    max_update_norm : float or None
+        Bound on the L2 norm of an update (weights minus the round's global
+        weights): a hospital's update beyond it is left out of the round
+        (with secure aggregation: the aggregate's, which fails the round).
 
     """
 
@@ -109,6 +119,8 @@ class RunConfig:
     data_schema: DatasetSchema = field(
         default_factory=lambda: resolve_schema(DEFAULT_RAW_SCHEMA).deidentified()
     )
+    secure_aggregation: SecAggSettings | None = None
+    max_update_norm: float | None = None
 
     @classmethod
     def from_mapping(cls, config: ConfigMapping) -> RunConfig:
@@ -132,10 +144,12 @@ class RunConfig:
         seed = get_int(config, "seed", 0, minimum=0)
         out = str(config.get("out-dir", "")).strip()
         schema = str(config.get("schema", DEFAULT_RAW_SCHEMA)).strip()
+        min_hospitals = get_int(config, "min-hospitals", 2, minimum=1)
+        max_norm = get_float(config, "max-update-norm", 0.0, minimum=0)
         return cls(
             num_rounds=get_int(config, "num-rounds", DEFAULT_ROUNDS, minimum=1),
             strategy=strategy,
-            min_hospitals=get_int(config, "min-hospitals", 2, minimum=1),
+            min_hospitals=min_hospitals,
             train=TrainPlan(
                 learning_rate=get_float(
                     config, "learning-rate", default_lr, positive=True
@@ -164,4 +178,6 @@ class RunConfig:
             out_dir=Path(out) if out else None,
             schema=schema,
             data_schema=resolve_schema(schema).deidentified(),
+            secure_aggregation=read_secagg(config, min_hospitals=min_hospitals),
+            max_update_norm=max_norm if max_norm > 0 else None,
         )

@@ -73,6 +73,10 @@ class RoundRecord:
     declined : list of Declined
         Hospitals that did not take part in training, each with its reason
         (e.g. its privacy budget).
+    skipped : str or None
+        Why the round trained nothing (a secure aggregation that halted
+        while the minimum of hospitals was still met): the weights after it
+        are those before it. None for a round that aggregated.
 
     """
 
@@ -80,6 +84,7 @@ class RoundRecord:
     train: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluate: dict[str, dict[str, float]] = field(default_factory=dict)
     declined: list[Declined] = field(default_factory=list)
+    skipped: str | None = None
 
     def add_training(
         self,
@@ -131,7 +136,8 @@ class RoundRecord:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (NaN becomes None)."""
+        """Return a JSON-ready dict (NaN becomes None; ``skipped`` if skipped)."""
+        skipped = {} if self.skipped is None else {"skipped": self.skipped}
         cleaned: dict[str, Any] = _clean(
             {
                 "round": self.server_round,
@@ -141,6 +147,7 @@ class RoundRecord:
                 "mean": self.mean(),
                 "epsilon": {"max": self.max_epsilon(), **self.epsilons()},
                 "declined": [d.to_json() for d in self.declined],
+                **skipped,
             }
         )
         return cleaned
@@ -164,6 +171,7 @@ class RoundRecord:
                     Declined(reason=str(d["reason"]), hospital=d.get("hospital"))
                     for d in data["declined"]
                 ],
+                skipped=None if data.get("skipped") is None else str(data["skipped"]),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed round record: {exc!r}") from None

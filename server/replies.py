@@ -14,11 +14,16 @@ import threading
 from collections.abc import Iterable
 
 from flwr.app import Message, RecordDict
+from flwr.common import EvaluateRes, FitRes
 from flwr.proto.node_pb2 import NodeInfo
+from flwr.server.client_proxy import ClientProxy
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-__all__ = ["ReplyLog"]
+__all__ = ["ReplyLog", "describe_failures", "failure_reason", "short_reason"]
+
+Failures = list[tuple[ClientProxy, FitRes] | BaseException]
+EvalFailures = list[tuple[ClientProxy, EvaluateRes] | BaseException]
 
 
 class ReplyLog(Grid):
@@ -107,3 +112,48 @@ class ReplyLog(Grid):
         return self._remember(
             self.grid.send_and_receive(messages, timeout=timeout), reset=True
         )
+
+
+def describe_failures(failures: Failures | EvalFailures) -> list[str]:
+    """Describe each failure in one short line, without tracebacks.
+
+    Parameters
+    ----------
+    failures : list
+        Flower's failures: ``(proxy, result)`` with a non-OK status, or an
+        exception wrapping Flower's ``Error``.
+
+    Returns
+    -------
+    list of str
+        The client's own message for each failure.
+
+    """
+    lines = []
+    for failure in failures:
+        if isinstance(failure, BaseException):
+            lines.append(failure_reason(failure))
+        else:
+            proxy, res = failure
+            lines.append(f"node {proxy.node_id}: {short_reason(res.status.message)}")
+    return lines
+
+
+def failure_reason(failure: BaseException) -> str:
+    """The client's own message out of a failure Flower wrapped."""
+    # Flower wraps a client's error as Exception(Error(code, reason)).
+    error = failure.args[0] if failure.args else None
+    reason = str(getattr(error, "reason", failure))
+    return short_reason(reason) or type(failure).__name__
+
+
+def short_reason(text: str, limit: int = 300) -> str:
+    """The client's own message out of Flower's error text (no traceback)."""
+    marker = "Message: "
+    if marker in text:
+        text = text[text.rindex(marker) + len(marker) :]
+        text = text.splitlines()[0].rstrip("'>")
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = lines[-1] if lines else ""
+    return text[:limit]

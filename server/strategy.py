@@ -8,13 +8,16 @@ fails the run with :class:`~hospfed.common.errors.RoundFailedError` when a
 round gets fewer results than its minimum (Flower alone logs "0 results and
 N failures" and carries on), records every hospital's metrics and who did
 not train, stops between rounds on request, and hands each completed
-round's weights to the checkpoint.
+round's weights to the checkpoint. It also checks every update before
+aggregating (:mod:`hospfed.server.validation`), and turns a SecAgg+ round
+that ended without aggregating into a failed (or, within the minimum, a
+skipped) round instead of Flower's silent carrying on.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from logging import INFO, WARNING
 from typing import Any
 
@@ -46,11 +49,15 @@ from hospfed.common.model import Weights
 from hospfed.common.protocol import Key, encode_instructions
 from hospfed.server.config import STRATEGIES, RunConfig
 from hospfed.server.history import Declined, RoundObserver, RunHistory
-from hospfed.server.replies import ReplyLog
+from hospfed.server.replies import (
+    EvalFailures,
+    Failures,
+    ReplyLog,
+    failure_reason,
+    short_reason,
+)
 from hospfed.server.stop import RunInterruptedError, StopRequest
-
-Failures = list[tuple[ClientProxy, FitRes] | BaseException]
-EvalFailures = list[tuple[ClientProxy, EvaluateRes] | BaseException]
+from hospfed.server.validation import UpdateRules, hospital_name, screen_results
 
 
 def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
@@ -121,50 +128,6 @@ def _no_metrics(results: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scala
     return {}
 
 
-def describe_failures(failures: Failures | EvalFailures) -> list[str]:
-    """Describe each failure in one short line, without tracebacks.
-
-    Parameters
-    ----------
-    failures : list
-        Flower's failures: ``(proxy, result)`` with a non-OK status, or an
-        exception wrapping Flower's ``Error``.
-
-    Returns
-    -------
-    list of str
-        The client's own message for each failure.
-
-    """
-    lines = []
-    for failure in failures:
-        if isinstance(failure, BaseException):
-            lines.append(_failure_reason(failure))
-        else:
-            proxy, res = failure
-            lines.append(f"node {proxy.node_id}: {_short_reason(res.status.message)}")
-    return lines
-
-
-def _failure_reason(failure: BaseException) -> str:
-    # Flower wraps a client's error as Exception(Error(code, reason)).
-    error = failure.args[0] if failure.args else None
-    reason = str(getattr(error, "reason", failure))
-    return _short_reason(reason) or type(failure).__name__
-
-
-def _short_reason(text: str, limit: int = 300) -> str:
-    """The client's own message out of Flower's error text (no traceback)."""
-    marker = "Message: "
-    if marker in text:
-        text = text[text.rindex(marker) + len(marker) :]
-        text = text.splitlines()[0].rstrip("'>")
-    else:
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        text = lines[-1] if lines else ""
-    return text[:limit]
-
-
 class RoundGuard(Strategy):
     """Wrap a strategy: enforce a minimum of results, record metrics.
 
@@ -200,6 +163,9 @@ class RoundGuard(Strategy):
     on_round_complete : callable, optional
         Called with ``(server_round, weights)`` once a round has trained and
         evaluated.
+    rules : UpdateRules, optional
+        What every update (or, with secure aggregation, the aggregate) must
+        satisfy; None checks nothing.
 
     """
 
@@ -216,6 +182,7 @@ class RoundGuard(Strategy):
         stop: StopRequest | None = None,
         replies: ReplyLog | None = None,
         on_round_complete: Callable[[int, Weights], None] | None = None,
+        rules: UpdateRules | None = None,
     ) -> None:
         super().__init__()
         self.strategy = strategy
@@ -231,6 +198,10 @@ class RoundGuard(Strategy):
         self.names: dict[int, str] = {}
         self._offset = first_round - 1
         self._aggregated: Weights | None = None
+        self.rules = rules
+        self.current_round = first_round - 1
+        self._global: Weights | None = None
+        self._fit_finished = True
 
     def __repr__(self) -> str:
         return f"RoundGuard({self.strategy!r}, min_results={self.min_results})"
@@ -247,10 +218,13 @@ class RoundGuard(Strategy):
             raise self._interrupted()
         server_round += self._offset
         self._aggregated = None
+        self.current_round = server_round
+        self._global = parameters_to_ndarrays(parameters)
         instructions = self.strategy.configure_fit(
             server_round, parameters, client_manager
         )
         self._check(server_round, "train", len(instructions), [], sampled=True)
+        self._fit_finished = False  # until aggregated, skipped or failed
         return instructions
 
     def aggregate_fit(
@@ -259,12 +233,21 @@ class RoundGuard(Strategy):
         results: list[tuple[ClientProxy, FitRes]],
         failures: Failures,
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Record who trained and who did not; fail if too few; delegate."""
+        """Record who trained and who did not; check; fail if too few; delegate."""
         server_round += self._offset
+        self._fit_finished = True
         results = sorted(results, key=lambda r: (_hospital(*r), r[0].node_id))
         record = self.history.round(server_round)
         for proxy, res in results:
             self._learn(proxy, res.metrics)
+        results, rejected = screen_results(
+            server_round,
+            results,
+            self.rules,
+            reference=self._global,
+            min_results=self.min_results,
+        )
+        for proxy, res in results:
             loss = float(res.metrics.get(Key.TRAIN_LOSS, math.nan))
             record.add_training(
                 _hospital(proxy, res),
@@ -273,7 +256,8 @@ class RoundGuard(Strategy):
                 epsilon=_float_or_none(res.metrics.get(Key.EPSILON)),
                 noise_multiplier=_float_or_none(res.metrics.get(Key.NOISE_MULTIPLIER)),
             )
-        record.declined = [self._declined(f) for f in failures]
+        failures = _unique(failures)
+        record.declined = [self._declined(f) for f in failures] + rejected
         self._resolve_names()
         for declined in record.declined:
             log(
@@ -294,8 +278,20 @@ class RoundGuard(Strategy):
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        """Delegate; fail the run if fewer hospitals than the minimum are asked."""
+        """Delegate; fail the run if fewer hospitals than the minimum are asked.
+
+        Also fails the round whose training ended without aggregating and
+        without saying why (a fit workflow that just returned).
+        """
         server_round += self._offset
+        if not self._fit_finished and self.current_round == server_round:
+            raise RoundFailedError(
+                server_round=server_round,
+                phase="train",
+                received=0,
+                required=self.min_results,
+                failures=["training ended without any aggregation"],
+            )
         instructions = self.strategy.configure_evaluate(
             server_round, parameters, client_manager
         )
@@ -347,6 +343,57 @@ class RoundGuard(Strategy):
         """Delegate to the wrapped strategy (no central test set by default)."""
         return self.strategy.evaluate(server_round + self._offset, parameters)
 
+    def secagg_halted(
+        self,
+        *,
+        stage: str,
+        reason: str,
+        answering: int,
+        failures: Sequence[BaseException],
+    ) -> None:
+        """The SecAgg+ protocol halted this round: fail it, or skip it.
+
+        The round is skipped (the run goes on with the weights it had,
+        the round's record saying why) when the hospitals still answering
+        meet the minimum; otherwise it fails.
+
+        Parameters
+        ----------
+        stage : str
+            The stage at which the protocol halted.
+        reason : str
+            Why (too few hospitals answering, too few key shares).
+        answering : int
+            Hospitals still answering when it halted.
+        failures : sequence of BaseException
+            The failed replies so far.
+
+        Raises
+        ------
+        RoundFailedError
+            Naming the round, the stage and why.
+
+        """
+        server_round = self.current_round
+        self._fit_finished = True
+        record = self.history.round(server_round)
+        record.declined = [self._declined(f) for f in _unique(list(failures))]
+        self._resolve_names()
+        labels = [d.label() for d in record.declined]
+        why = f"secure aggregation halted at {stage}: {reason}"
+        if answering < self.min_results:
+            if self.stop is not None and self.stop.is_set():
+                raise self._interrupted()
+            raise RoundFailedError(
+                server_round=server_round,
+                phase="train",
+                received=answering,
+                required=self.min_results,
+                failures=[why, *labels],
+            )
+        record.skipped = why
+        log(WARNING, "round %s skipped (weights unchanged): %s", server_round, why)
+
     def _interrupted(self) -> RunInterruptedError:
         assert self.stop is not None
         return RunInterruptedError(
@@ -365,10 +412,10 @@ class RoundGuard(Strategy):
     ) -> Declined:
         if isinstance(failure, BaseException):
             node = None if self.replies is None else self.replies.node_of(failure)
-            reason = _failure_reason(failure)
+            reason = failure_reason(failure)
         else:
             node = failure[0].node_id
-            reason = _short_reason(failure[1].status.message)
+            reason = short_reason(failure[1].status.message)
         return Declined(reason=reason, node=node)
 
     def _labels(self, failures: Failures | EvalFailures) -> list[str]:
@@ -410,9 +457,21 @@ class RoundGuard(Strategy):
         )
 
 
+def _unique(failures: list[Any]) -> list[Any]:
+    """Each failed reply once (Flower's SecAgg+ workflow lists some twice)."""
+    seen: set[int] = set()
+    unique = []
+    for failure in failures:
+        error = failure.args[0] if isinstance(failure, BaseException) else None
+        key = id(error if error is not None else failure)
+        if key not in seen:
+            seen.add(key)
+            unique.append(failure)
+    return unique
+
+
 def _float_or_none(value: Scalar | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _hospital(proxy: ClientProxy, res: FitRes | EvaluateRes) -> str:
-    return str(res.metrics.get(Key.HOSPITAL, f"node-{proxy.node_id}"))
+_hospital = hospital_name

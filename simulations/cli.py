@@ -110,6 +110,14 @@ def heart(
             "completed round to --rounds (settings not given are the run's own)."
         ),
     ] = None,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            help="SecAgg+: the coordinator sees only the sum of the hospitals' "
+            "updates, never one hospital's (4 shares, threshold 3: one "
+            "hospital may drop out of a round)."
+        ),
+    ] = True,
     verbose: Annotated[
         bool, typer.Option(help="Show Flower's and Ray's logs.")
     ] = False,

@@ -7,7 +7,8 @@ naming the problem and the fix:
 - a flag that has no effect in the chosen mode (with ``--pooled``:
   ``--rounds``, ``--strategy``, ``--min-hospitals``, ``--backend``,
   ``--epsilon``, ``--delta``, ``--clip-norm``, ``--state-dir``,
-  ``--local-steps``, ``--resume``, ``--verbose``; without it: ``--epochs``;
+  ``--local-steps``, ``--resume``, ``--secure-aggregation``, ``--verbose``;
+  without it: ``--epochs``;
   without ``--epsilon``: ``--delta``, ``--clip-norm``, ``--state-dir``; with
   ``--resume``: ``--out`` naming another directory);
 - an output or state directory the system will not let us write (really
@@ -54,6 +55,7 @@ NOT_POOLED = (
     "state_dir",
     "local_steps",
     "resume",
+    "secure_aggregation",
     "verbose",
 )
 """Flags that have no effect with ``--pooled``."""
@@ -192,6 +194,14 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
                     f"{flag(name)} has no effect without --epsilon (the run is "
                     f"non-private); add --epsilon E, or drop {flag(name)}"
                 )
+    secure = bool(values["secure_aggregation"]) and not pooled
+    if secure and int(values["min_hospitals"]) < 2:
+        raise ConfigError(
+            "secure aggregation needs at least 2 hospitals per round (SecAgg+ "
+            f"masks each update with the others'); --min-hospitals is "
+            f"{values['min_hospitals']}: raise it to 2 or more, or add "
+            "--no-secure-aggregation"
+        )
     name = "pooled" if pooled else str(values["strategy"]).strip().lower()
     out = Path(values["out"] or Path("results") / f"heart-{name}")
     config = RunConfig.from_mapping(
@@ -202,6 +212,7 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
             "min-hospitals": values["min_hospitals"],
             "local-steps": values["local_steps"],
             "out-dir": str(out),
+            "secure-aggregation": secure,
         }
     )
     check_output_dir(out)
@@ -283,6 +294,7 @@ def _resume(values: dict[str, Any], explicit: set[str]) -> Checkpoint:
             "clip_norm": privacy.get("clip_norm", values["clip_norm"]),
             "state_dir": sim["state_dir"],
             "rounds": checkpoint.num_rounds,
+            "secure_aggregation": identity.get("secure_aggregation") is not None,
         }
         if sim["scenario"] != SCENARIO:
             raise KeyError("scenario")

@@ -103,4 +103,6 @@ def _epsilon_text(record: RoundRecord) -> str:
         text += f"  | epsilon max {max(epsilons.values()):.2f} ({each})"
     if record.declined:
         text += f"  | {len(record.declined)} declined"
+    if record.skipped is not None:
+        text += f"  | SKIPPED, weights unchanged: {record.skipped}"
     return text

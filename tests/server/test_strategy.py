@@ -139,7 +139,7 @@ def test_guard_aggregates_and_records_every_hospital():
 def test_failures_are_described_by_the_clients_own_message_without_traceback():
     from flwr.app import Error
 
-    from hospfed.server.strategy import describe_failures
+    from hospfed.server.replies import describe_failures
 
     reason = (
         "<class 'ray.exceptions.RayTaskError'>:<'Traceback (most recent call last):\n"

@@ -203,3 +203,14 @@ def test_an_unusable_output_path_is_refused_before_training(capsys, tmp_path):
         "a directory\n"
     )
     assert "round" not in out
+
+
+def test_a_skipped_round_is_shown_on_its_progress_line():
+    from hospfed.server.history import RoundRecord
+    from hospfed.simulations.progress import _epsilon_text
+
+    record = RoundRecord(server_round=2, skipped="secure aggregation halted at unmask")
+    assert _epsilon_text(record).endswith(
+        "| SKIPPED, weights unchanged: secure aggregation halted at unmask"
+    )
+    assert "SKIPPED" not in _epsilon_text(RoundRecord(server_round=2))

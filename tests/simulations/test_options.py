@@ -34,6 +34,7 @@ DEFAULTS = {
     "clip_norm": 1.0,
     "state_dir": None,
     "resume": None,
+    "secure_aggregation": True,
     "verbose": False,
 }
 
@@ -172,3 +173,42 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path):
     shutil.copy(VECTOR / CHECKPOINT_FILE, tmp_path / CHECKPOINT_FILE)
     with pytest.raises(ConfigError, match="was not written by hospfed-sim heart"):
         plan(resume=tmp_path)
+
+
+def test_secure_aggregation_is_on_by_default_and_can_be_turned_off(tmp_path):
+    secagg = plan(out=tmp_path / "a").config.secure_aggregation
+    assert secagg is not None
+    assert (secagg.num_shares, secagg.reconstruction_threshold) == (4, 3)
+    off = plan(out=tmp_path / "b", secure_aggregation=False)
+    assert off.config.secure_aggregation is None
+    assert plan(out=tmp_path / "c", pooled=True).config.secure_aggregation is None
+
+
+def test_secure_aggregation_with_fewer_than_two_hospitals_is_refused(tmp_path, capsys):
+    code, err = run(["heart", "--min-hospitals", "1", "--out", str(tmp_path)], capsys)
+    assert code == 2
+    assert err == (
+        "hospfed-sim: error: secure aggregation needs at least 2 hospitals per round "
+        "(SecAgg+ masks each update with the others'); --min-hospitals is 1: raise it "
+        "to 2 or more, or add --no-secure-aggregation\n"
+    )
+    plan(out=tmp_path, min_hospitals=1, secure_aggregation=False)  # accepted
+
+
+def test_secure_aggregation_flags_have_no_effect_with_pooled(tmp_path, capsys):
+    code, err = run(["heart", "--pooled", "--no-secure-aggregation"], capsys)
+    assert code == 2
+    assert "--secure-aggregation has no effect with --pooled" in err
+
+
+def test_a_resume_keeps_the_runs_secure_aggregation_setting(tmp_path):
+    # A run without it has no secure_aggregation in its identity, exactly as
+    # checkpoints written before the switch existed: those resume unchanged.
+    simulated_checkpoint(tmp_path / "on", strategy="fedyogi", rounds=3)
+    simulated_checkpoint(
+        tmp_path / "off", strategy="fedyogi", rounds=3, secure_aggregation=False
+    )
+    assert plan(resume=tmp_path / "on").config.secure_aggregation is not None
+    assert plan(resume=tmp_path / "off").config.secure_aggregation is None
+    with pytest.raises(ConfigError, match="secure_aggregation"):
+        plan(resume=tmp_path / "off", secure_aggregation=True)
