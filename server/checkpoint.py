@@ -56,7 +56,12 @@ OPTIMIZER_STATE: tuple[str, ...] = ("m_t", "v_t")
 """The server-optimiser attributes of Flower's FedOpt strategies."""
 
 _NOT_IDENTITY = ("num_rounds", "out_dir")  # a resumed run may extend or move
-_NEW_WHEN_SET = ("secure_aggregation", "max_update_norm")
+_NEW_WHEN_SET = (
+    "secure_aggregation",
+    "max_update_norm",
+    "trim_fraction",
+    "byzantine_hospitals",
+)
 """Settings added after format v1: part of the identity only when set, so
 runs recorded before they existed keep their config hash (and resume)."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hospfed.common.config import (
     ConfigMapping,
@@ -30,11 +31,28 @@ from hospfed.common.schema import DatasetSchema
 from hospfed.common.training import TrainPlan
 from hospfed.server.secagg import SECAGG_KEYS, SecAggSettings, read_secagg
 
-STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")
+STRATEGIES: tuple[str, ...] = (
+    "fedavg",
+    "fedprox",
+    "fedadam",
+    "fedyogi",
+    "fedadagrad",
+    "fedmedian",
+    "fedtrimmedavg",
+    "krum",
+)
 ADAPTIVE_STRATEGIES = frozenset({"fedadam", "fedyogi", "fedadagrad"})
+ROBUST_STRATEGIES = frozenset({"fedmedian", "fedtrimmedavg", "krum"})
+"""Byzantine-robust aggregation (Flower's FedMedian, FedTrimmedAvg, Krum):
+they read every hospital's update, so secure aggregation rules them out."""
+DEFAULT_TRIM_FRACTION = 0.2
 
 DEFAULT_ROUNDS = 15
-DEFAULT_CLIENT_LR = {"fedavg": 0.001, "fedprox": 0.001}
+DEFAULT_CLIENT_LR = {
+    "fedavg": 0.001,
+    "fedprox": 0.001,
+    **{name: 0.001 for name in ROBUST_STRATEGIES},  # FedAvg's, as they average
+}
 DEFAULT_ADAPTIVE_CLIENT_LR = 0.003162
 DEFAULT_PROXIMAL_MU = 0.1
 DEFAULT_SERVER_LR = {"fedyogi": 0.01, "fedadam": 0.03, "fedadagrad": 0.1}
@@ -58,6 +76,8 @@ RUN_CONFIG_KEYS: tuple[str, ...] = (
     "seed",
     "out-dir",
     "schema",
+    "trim-fraction",
+    "byzantine-hospitals",
     *SECAGG_KEYS,
     "max-update-norm",
 )
@@ -120,6 +140,8 @@ class RunConfig:
         default_factory=lambda: resolve_schema(DEFAULT_RAW_SCHEMA).deidentified()
     )
     secure_aggregation: SecAggSettings | None = None
+    trim_fraction: float | None = None
+    byzantine_hospitals: int | None = None
     max_update_norm: float | None = None
 
     @classmethod
@@ -146,6 +168,7 @@ class RunConfig:
         schema = str(config.get("schema", DEFAULT_RAW_SCHEMA)).strip()
         min_hospitals = get_int(config, "min-hospitals", 2, minimum=1)
         max_norm = get_float(config, "max-update-norm", 0.0, minimum=0)
+        secure = read_secagg(config, min_hospitals=min_hospitals)
         return cls(
             num_rounds=get_int(config, "num-rounds", DEFAULT_ROUNDS, minimum=1),
             strategy=strategy,
@@ -178,6 +201,53 @@ class RunConfig:
             out_dir=Path(out) if out else None,
             schema=schema,
             data_schema=resolve_schema(schema).deidentified(),
-            secure_aggregation=read_secagg(config, min_hospitals=min_hospitals),
+            secure_aggregation=secure,
             max_update_norm=max_norm if max_norm > 0 else None,
+            **_robust_settings(config, strategy, secure=secure is not None),
         )
+
+
+def _robust_settings(
+    config: ConfigMapping, strategy: str, *, secure: bool
+) -> dict[str, Any]:
+    """Trimmed mean's fraction and Krum's assumed Byzantine hospitals.
+
+    Raises
+    ------
+    ConfigError
+        If they are given to another strategy, are out of range, or the
+        strategy is robust while secure aggregation is on.
+
+    """
+    given = [k for k in ("trim-fraction", "byzantine-hospitals") if k in config]
+    if strategy not in ROBUST_STRATEGIES:
+        if given:
+            raise ConfigError(
+                f"run-config key {given[0]!r} applies to robust strategies "
+                f"({', '.join(sorted(ROBUST_STRATEGIES))}), not {strategy!r}"
+            )
+        return {}
+    if secure:
+        raise ConfigError(
+            f"strategy {strategy!r} needs each hospital's update, but secure "
+            "aggregation shows the coordinator only their sum; turn secure "
+            "aggregation off to use it (run config secure-aggregation = false, "
+            "hospfed-sim --no-secure-aggregation): the coordinator then sees "
+            "every hospital's noised update"
+        )
+    if strategy == "krum":
+        if "trim-fraction" in config:
+            raise ConfigError("'trim-fraction' does not apply to 'krum'")
+        return {
+            "byzantine_hospitals": get_int(config, "byzantine-hospitals", 0, minimum=0)
+        }
+    if "byzantine-hospitals" in config:
+        raise ConfigError(f"'byzantine-hospitals' applies to krum, not {strategy!r}")
+    if strategy == "fedtrimmedavg":
+        fraction = get_float(config, "trim-fraction", DEFAULT_TRIM_FRACTION, minimum=0)
+        if not fraction < 0.5:
+            raise ConfigError(f"trim-fraction must be in [0, 0.5), got {fraction}")
+        return {"trim_fraction": fraction}
+    if given:
+        raise ConfigError(f"{given[0]!r} does not apply to {strategy!r}")
+    return {}

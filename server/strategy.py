@@ -38,8 +38,11 @@ from flwr.server.strategy import (
     FedAdagrad,
     FedAdam,
     FedAvg,
+    FedMedian,
     FedProx,
+    FedTrimmedAvg,
     FedYogi,
+    Krum,
     Strategy,
 )
 
@@ -108,6 +111,15 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
         "fedadam": lambda: FedAdam(**common, **adaptive, **betas),
         "fedyogi": lambda: FedYogi(**common, **adaptive, **betas),
         "fedadagrad": lambda: FedAdagrad(**common, **adaptive),
+        "fedmedian": lambda: FedMedian(**common),
+        "fedtrimmedavg": lambda: FedTrimmedAvg(
+            **common, beta=config.trim_fraction or 0.0
+        ),
+        "krum": lambda: Krum(
+            **common,
+            num_malicious_clients=config.byzantine_hospitals or 0,
+            num_clients_to_keep=0,
+        ),
     }
     if config.strategy not in factories:
         raise ConfigError(
