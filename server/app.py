@@ -230,6 +230,7 @@ def make_server_app(
     stop: StopRequest | None = None,
     resume: Checkpoint | None = None,
     settings: Mapping[str, Any] | None = None,
+    on_stage: StageListener | None = None,
 ) -> ServerApp:
     """Return a ServerApp bound to ``config`` (ignores the run config).
 
@@ -242,7 +243,7 @@ def make_server_app(
     on_result : callable, optional
         Given the :class:`RunResult` when the run ends, however it ended;
         without it, a run that stopped early raises its error.
-    stop, resume, settings
+    stop, resume, settings, on_stage
         As for :func:`run_federation`.
 
     """
@@ -251,7 +252,14 @@ def make_server_app(
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
         result = run_federation(
-            grid, context, config, observer, stop=stop, resume=resume, settings=settings
+            grid,
+            context,
+            config,
+            observer,
+            stop=stop,
+            resume=resume,
+            settings=settings,
+            on_stage=on_stage,
         )
         if on_result is not None:
             on_result(result)

@@ -196,6 +196,7 @@ def _federated(plan: HeartPlan, console: Console, stop: StopRequest) -> None:
                 config,
                 nodes=nodes,
                 observer=progress,
+                on_stage=progress.on_stage,
                 verbose=plan.verbose,
                 stop=stop,
                 resume=plan.resume,

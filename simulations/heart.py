@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,7 @@ def run_federated(
     stop: StopRequest | None = None,
     resume: Checkpoint | None = None,
     settings: Mapping[str, Any] | None = None,
+    on_stage: Callable[[int, str], None] | None = None,
 ) -> RunResult:
     """Run the federation in simulation; return the run however it ended.
 
@@ -253,6 +254,8 @@ def run_federated(
     settings : Mapping, optional
         The simulation's own settings (recorded, and part of the config
         hash).
+    on_stage : callable, optional
+        Told each SecAgg+ stage as a round enters it (round, stage name).
 
     Returns
     -------
@@ -282,6 +285,7 @@ def run_federated(
         stop=stop,
         resume=resume,
         settings=settings,
+        on_stage=on_stage,
     )
     client_app = make_client_app(settings_by_partition(nodes))
     # Silence Ray's notice about GPU visibility: these runs use no GPU.

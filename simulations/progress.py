@@ -61,6 +61,7 @@ class RoundProgress:
             console=self.console,
             transient=False,
         )
+        self.title = title
         self.task = self.progress.add_task(title, total=num_rounds, completed=completed)
 
     def __enter__(self) -> RoundProgress:
@@ -74,6 +75,12 @@ class RoundProgress:
         tb: TracebackType | None,
     ) -> None:
         self.progress.stop()
+
+    def on_stage(self, server_round: int, stage: str) -> None:
+        """Show which SecAgg+ stage round ``server_round`` is in (it can be slow)."""
+        self.progress.update(
+            self.task, description=f"{self.title} · round {server_round}: {stage}"
+        )
 
     def on_round_end(self, record: RoundRecord, num_rounds: int) -> None:
         """Print the round's per-hospital accuracy and advance the bar."""
@@ -91,7 +98,9 @@ class RoundProgress:
             highlight=False,
             soft_wrap=True,
         )
-        self.progress.update(self.task, completed=record.server_round)
+        self.progress.update(
+            self.task, completed=record.server_round, description=self.title
+        )
         self.last_round = record.server_round
 
 

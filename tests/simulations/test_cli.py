@@ -214,3 +214,16 @@ def test_a_skipped_round_is_shown_on_its_progress_line():
         "| SKIPPED, weights unchanged: secure aggregation halted at unmask"
     )
     assert "SKIPPED" not in _epsilon_text(RoundRecord(server_round=2))
+
+
+def test_progress_shows_the_secure_aggregation_stage_of_a_round():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from hospfed.simulations.progress import RoundProgress
+
+    progress = RoundProgress(3, "heart", Console(file=StringIO()))
+    progress.on_stage(2, "collect masked vectors")
+    task = progress.progress.tasks[0]
+    assert task.description == "heart · round 2: collect masked vectors"
