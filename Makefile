@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_encryption.py
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_deid.py
+	$(BIN)/python benchmarks/bench_privacy_stack.py
 
 clean:
 	rm -rf $(VENV) results benchmarks/out

@@ -41,6 +41,7 @@ def main() -> None:
                 "heart",
                 "--rounds",
                 rounds,
+                "--no-secure-aggregation",  # the baseline has none
                 "--out",
                 str(Path(out) / "run"),
             ]
