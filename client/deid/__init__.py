@@ -27,8 +27,7 @@ here ever puts a patient value in a message or report.
 The modules, each importing only those before it: :mod:`.settings` (the
 restricted ZIP list, the secrets), :mod:`.report` (the report types),
 :mod:`.textbuf` (NumPy over Arrow's text buffers), :mod:`.blocks` (blocks
-of rows, worker threads), :mod:`.patterns` (identifier patterns, tags, and
-which pattern a match is), :mod:`.columns` (pseudonyms, date shifts, ZIP
+of rows, worker threads), :mod:`.columns` (pseudonyms, date shifts, ZIP
 codes), :mod:`.kanon` (k-anonymity), :mod:`.ages` (the "90+" date band),
 :mod:`.profile` (kept columns profiled), :mod:`.needles` (each row's own
 identifier values), :mod:`.names` (finding them in text), :mod:`.lexicon`

@@ -25,8 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hospfed.client.deid.needles import _HEAD_BITS, _NeedleIndex, _OwnValues
-from hospfed.client.deid.patterns import _PLACEHOLDERS
+from hospfed.client.deid.needles import (
+    _HEAD_BITS,
+    _PLACEHOLDERS,
+    _NeedleIndex,
+    _OwnValues,
+)
 from hospfed.client.deid.textbuf import (
     _DIGIT,
     _LETTER,

@@ -21,11 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hospfed.client.deid.patterns import (
-    _OWN_VALUE_TAGS,
-    _PATTERN_SHAPED,
-    _UNKNOWN_TAG,
-)
 from hospfed.client.deid.textbuf import (
     _LETTER,
     _OTHER,
@@ -44,6 +39,29 @@ from hospfed.client.deid.textbuf import (
     _words,
 )
 from hospfed.common.schema import Column
+
+_PATTERN_SHAPED = frozenset(
+    (
+        "phone",
+        "fax",
+        "email",
+        "ssn",
+        "mrn",
+        "health_plan",
+        "account",
+        "url",
+        "ip",
+        "zip",
+    )
+)
+"""Safe Harbor categories whose values are codes (digits, ``@``, dots), not
+words: they are found in text by their shape, so they are not needles."""
+
+_UNKNOWN_TAG = "[ID]"
+_OWN_VALUE_TAGS = {"name": "[NAME]", "geographic": "[LOCATION]"}
+"""The tag replacing a row's own value of each Safe Harbor category (else ``[ID]``)."""
+_PLACEHOLDERS = {"[NAME]": 1, "[LOCATION]": 2, _UNKNOWN_TAG: 3}
+"""The placeholder byte of each own-value tag (see :mod:`.names`)."""
 
 _TITLES = "mr mrs ms miss mx dr prof md do dds dmd dvm phd rn np jr sr ii iii iv esq"
 """Words of a name that are not the patient's: titles, degrees and suffixes."""

@@ -22,8 +22,7 @@ import pytest
 
 from hospfed.client.deid import deidentify
 from hospfed.client.deid.names import _mark_free_text, replace_words
-from hospfed.client.deid.needles import _own_values, _OwnValues
-from hospfed.client.deid.patterns import _PLACEHOLDERS
+from hospfed.client.deid.needles import _PLACEHOLDERS, _own_values, _OwnValues
 from hospfed.client.deid.textbuf import TEXT
 from hospfed.common.schema import Column
 from tests.client.deid.exports import SECRETS, name_schema
