@@ -259,10 +259,9 @@ def evaluate(
     task: TaskOption = FED_HEART_TASK.name,
 ) -> None:
     """Score a run's model on this hospital's own test split (metrics only)."""
-    source = key_source(key, passphrase_env)
     run_model = load_run_model(model)
     with no_patient_values("evaluate"):
-        prepared = open_prepared(dataset, source)
+        prepared = open_prepared(dataset, key_source(key, passphrase_env))
         result = evaluate_at_hospital(
             run_model, prepared, resolve_task(task), dataset.stem
         )
@@ -289,10 +288,9 @@ def predict(
     task: TaskOption = FED_HEART_TASK.name,
 ) -> None:
     """Apply a run's model to every complete row, keyed by pseudonym."""
-    source = key_source(key, passphrase_env)
     run_model = load_run_model(model)
     with no_patient_values("predict"):
-        prepared = open_prepared(dataset, source)
+        prepared = open_prepared(dataset, key_source(key, passphrase_env))
         table, left_out = predict_rows(
             run_model, prepared, resolve_task(task), dataset.stem
         )
