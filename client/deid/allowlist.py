@@ -37,7 +37,10 @@ word alone does not give away:
   before a domain ending, words joined by dots ("example.com"), words
   beside such a connector, a handle after "instagram", "twitter" ...; the
   rest of a code split by a space, a phone's extension, places before
-  "County" or after "New", names after a relative or a particle.
+  "County" or after "New", names after a relative or a particle;
+- residences: the capitalised words after "from", "lives in", "born in",
+  "moved to", "native of" ... up to a comma or the end of the sentence, whatever
+  they are ("lives in Aprica", "born in Alte Di Montecchio").
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ from hospfed.client.deid.lexicon import (
     HANDLE_HEAD,
     HOLIDAY,
     HOLIDAY_HEAD,
+    IN_AT,
     MONTH,
     MONTH_ABBR,
     MONTH_WORD,
@@ -92,6 +96,7 @@ from hospfed.client.deid.lexicon import (
     PLACE_HEAD,
     PLACE_PREFIX,
     RELATIVE,
+    RESIDE,
     SAFE,
     STREET,
     TITLE,
@@ -181,6 +186,7 @@ def decide(chunks: Chunks, own: U8 | None = None) -> U8:
     _addresses(chunks, tags, near, worded, has)
     _contacts(chunks, tags, near, worded, has)
     _names(chunks, tags, near, worded, has, own)
+    _residences(chunks, tags, near, worded, has)
     return tags
 
 
@@ -502,3 +508,26 @@ def _names(
     if short.size:
         length = pc.utf8_length(chunks.word.take(pa.array(short))).to_numpy()
         tags[short[np.asarray(length) <= 3]] = T_NAME
+
+
+def _residences(
+    chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has
+) -> None:
+    """The capitalised run after "lives in", "born in" ...: a place, all of it."""
+    open_ = worded & ~chunks.ends_sentence
+    prep = open_ & has(IN_AT)
+    cue = near.prev(prep) & (
+        near.prev(open_ & has(RESIDE), 2)
+        | (near.prev(prep, 2) & near.prev(open_ & has(RESIDE), 3))  # "grew up in"
+    )
+    cue |= near.prev(open_ & _np_bools(pc.equal(chunks.word, "from")))
+    named = (worded | (chunks.shape == FOREIGN)) & chunks.capital
+    stops = chunks.ends_sentence | _np_bools(pc.ends_with(chunks.text, ","))
+    run = cue & named
+    place = run.copy()
+    for _ in range(5):  # "Alte Di Montecchio Maggiore", "Aica Di Fie'"
+        go_on = near.prev(run & ~stops)
+        particle = worded & has(PARTICLE)
+        run = go_on & (named | (particle & near.next(named | particle)))
+        place |= run
+    tags[place & (tags == KEEP)] = T_LOCATION

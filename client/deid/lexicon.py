@@ -57,6 +57,8 @@ HANDLE_HEAD = 1 << 26  # "instagram", "twitter" ...: the next word is a handle
 PLACE_PREFIX = 1 << 27  # "new", "port", "south" ...: a place before a removed name
 RELATIVE = 1 << 28  # "wife", "son" ...: a capitalised word after is a name
 PARTICLE = 1 << 29  # "de", "van" ...: a capitalised word after a removed name is one
+RESIDE = 1 << 30  # "lives", "born" ...: with IN_AT, the capitalised run after: a place
+IN_AT = 1 << 31  # "in", "at", "to" ...: the preposition of a residence
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -138,8 +140,14 @@ _CLASSES: dict[int, tuple[str, ...]] = {
         "caregiver guardian fiance fiancee kin"
     ),
     PARTICLE: _words(
-        "de del della da das dos du van von der den di la le y bin ibn am im sur"
+        "de del della da das dos du van von der den di la le y bin ibn am im sur "
+        "ob an bei auf sul sulla en les"
     ),
+    RESIDE: _words(
+        "lives live living lived resides reside residing resident residence home "
+        "born moved relocated native hometown originally grew"
+    ),
+    IN_AT: _words("in at to of near from up"),
     HANDLE_HEAD: _words(
         "instagram twitter facebook tiktok snapchat linkedin handle skype "
         "whatsapp telegram reddit youtube"

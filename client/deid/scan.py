@@ -20,6 +20,8 @@ free text it looks for
   holidays, CJK dates, a year after "born" or "DOB";
 - ages over 89 beside an age word, in digits or in words;
 - PO boxes and rural-route boxes, "<Name> County", licence plates "ABC-123";
+  a capitalised word left after "from", "lives in", "born in" ... before the next
+  punctuation;
 - a short capitalised word ("An [NAME]") or "South", "Port" ... before a
   removed name, a particle between two ("[NAME] de [NAME]");
 - words: every word must be on the safe vocabulary, and a safe word that is
@@ -118,6 +120,12 @@ _PLACES_AND_PLATES = (
     ("location", re.compile(r"\b[A-Z][a-z]+\s+(?:County|Parish|Township|Borough)\b")),
     ("id", re.compile(r"\b[A-Z]{2,3}-\d{3,4}\b")),  # a licence plate "ABC-123"
 )
+_RESIDENCE = re.compile(
+    r"(?i)\b(?:lives?|living|lived|resides?|residing|resident|residence|home|born|"
+    r"moved|relocated|native|hometown|originally|grew\s+up)\s+"
+    r"(?:in|at|to|of|near|from)\s+([^,.;:!?\n]*)|\bfrom\s+([^,.;:!?\n]*)"
+)
+"""A residence ("lives in ...") up to the next punctuation: no capital may stay."""
 _TWO_PART = re.compile(
     r"(?<![\d/.-])(\d{1,2})([/-])(\d{1,2})(?![\d/.-])\s*([a-z]*)", re.I
 )
@@ -224,7 +232,7 @@ class ResidualScanner:
         for kind, pattern in _PLACES_AND_PLATES:
             if pattern.search(text):
                 return kind
-        return None
+        return _residence(text)
 
     def _two_part_dates(self, text: str) -> str | None:
         for match in _TWO_PART.finditer(text):
@@ -309,6 +317,15 @@ class ResidualScanner:
 
 def _list_kind(person: bool, place: bool) -> str:
     return "name" if person else "location" if place else "other"
+
+
+def _residence(text: str) -> str | None:
+    """ "location" if a capitalised word is left after "lives in", "from" ..."""
+    for match in _RESIDENCE.finditer(text):
+        run = match[1] or match[2] or ""
+        if any(word[0].isupper() for word in re.findall(r"[^\W\d_]+", run)):
+            return "location"
+    return None
 
 
 def _starts_sentence(text: str, at: int) -> bool:

@@ -311,6 +311,23 @@ class Person:
         return f"{self.first} {self.last}"
 
 
+def seeded_faker(locale: str, seed: int) -> Faker:
+    """A Faker whose draws depend on ``seed`` only.
+
+    Some of Faker's lists are built from a set (it_IT's ``cities``), so their
+    order, and what a seeded draw picks, changes with the process's string
+    hashing; they are sorted here.
+    """
+    fake = Faker(locale)
+    fake.seed_instance(seed)
+    for provider in fake.get_providers():
+        for name in ("cities",):
+            values = getattr(provider, name, None)
+            if isinstance(values, list):
+                setattr(provider, name, sorted(values))
+    return fake
+
+
 class Generator:
     """Adversarial notes, seeded; see the module docstring."""
 
@@ -318,9 +335,7 @@ class Generator:
         self.rng = random.Random(seed)
         self.fakers: dict[str, Faker] = {}
         for index, locale in enumerate(LOCALES):
-            fake = Faker(locale)
-            fake.seed_instance(seed * 100 + index)
-            self.fakers[locale] = fake
+            self.fakers[locale] = seeded_faker(locale, seed * 100 + index)
         self.us = self.fakers["en_US"]
 
     # people and places

@@ -18,12 +18,15 @@ from hospfed.client.deid import deidentify, scan_residual_identifiers
 from hospfed.client.deid.scan import scanner
 from tests.client.deid.adversarial import (
     CATEGORIES,
+    LOCALES,
     adversarial_export,
     kept_filler,
     leak_probes,
     notes,
     recall,
+    seeded_faker,
     survived,
+    tokens,
 )
 from tests.client.deid.exports import NOTES_SCHEMA, SECRETS
 
@@ -134,3 +137,55 @@ def test_spellings_found_by_the_generator_are_scrubbed():
         assert leaked not in text
     for kept in ("x2 daily", "Furosemide 40 mg IV"):
         assert kept in text
+
+
+_CUES = ("lives in ", "born in ", "from ", "grew up in ", "native of ", "moved to ")
+_PARTICLES = frozenset(("in", "de", "di", "da", "del", "der", "la", "le", "am", "an"))
+_PARTICLES |= {"ob", "im", "sur", "en"}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_place_after_a_residence_cue_goes_whole(locale):
+    """Every locale's cities, even those made of safe words ("Aprica", "Acqui Terme")."""
+    from hospfed.client.deid import scrub_free_text
+
+    fake = seeded_faker(locale, 7)
+    cities = sorted({fake.city() for _ in range(400)})
+    planted = [
+        (city, f"BP 120/80. {cue}{city}, seen today.")
+        for cue in _CUES
+        for city in cities
+    ]
+    out = scrub_free_text(pa.array([text for _, text in planted]))[0].to_pylist()
+    check = scanner()
+    left = []
+    for (city, _), text in zip(planted, out, strict=True):
+        words = {w for w in tokens(city) if len(w) > 1 and w not in _PARTICLES}
+        if words & set(tokens(text)):
+            left.append(text)
+            assert check.free_text(text), f"a miss the check does not flag: {text!r}"
+    assert len(left) <= 0.005 * len(planted), left[:5]
+
+
+def test_the_notes_do_not_depend_on_string_hashing():
+    """Faker builds some lists from sets: the notes must not change with the hash seed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from tests.client.deid.adversarial import notes; "
+        "made, _ = notes(2000, seed=0); "
+        "print(hashlib.sha256('|'.join(n.text for n in made).encode()).hexdigest())"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=__file__.rsplit("/tests/", 1)[0],
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(seen) == 1
