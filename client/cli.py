@@ -8,7 +8,8 @@ holds without showing any patient value; ``check`` loads it the way the
 training client will; ``budget show`` prints the privacy budget spent and
 remaining, from the hospital's ledger, ``budget init`` fixes the lifetime
 budget and ``budget raise`` raises it with a recorded reason; ``hospitals``
-lists the embedded federation.
+lists the embedded federation. ``node-key`` and ``start`` join a
+consortium (:mod:`hospfed.client.deploy_cli`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hospfed.client.data import (
     load_hospital_data,
     open_prepared,
 )
+from hospfed.client.deploy_cli import register as register_deployment
 from hospfed.client.options import (
     KEY_FLAGS,
     KeyOption,
@@ -303,6 +305,7 @@ def predict(
 
 app.add_typer(budget_app, name="budget")
 app.add_typer(audit_app, name="audit")
+register_deployment(app)
 
 
 def main(argv: list[str] | None = None) -> None:

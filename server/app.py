@@ -274,7 +274,13 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Deployment entry point: read ``context.run_config`` and run."""
-    result = run_federation(grid, context, RunConfig.from_mapping(context.run_config))
+    """Deployment entry point: read ``context.run_config`` and run.
+
+    The deployed app declares every run-config key with the default ""
+    (``hospfed-server start`` writes it): those are unset, hospfed's own
+    defaults apply.
+    """
+    given = {k: v for k, v in context.run_config.items() if v != ""}
+    result = run_federation(grid, context, RunConfig.from_mapping(given))
     if result.error is not None:
         raise result.error

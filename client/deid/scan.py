@@ -320,7 +320,7 @@ def _list_kind(person: bool, place: bool) -> str:
 
 
 def _residence(text: str) -> str | None:
-    """ "location" if a capitalised word is left after "lives in", "from" ..."""
+    """Whether a capitalised word is left after "lives in", "from" ..."""
     for match in _RESIDENCE.finditer(text):
         run = match[1] or match[2] or ""
         if any(word[0].isupper() for word in re.findall(r"[^\W\d_]+", run)):

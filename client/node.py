@@ -1,0 +1,184 @@
+"""``hospfed-client start``: the hospital's long-lived process.
+
+This module owns how a hospital joins the consortium (:func:`run_node`):
+it checks what it was given before anything connects (the dataset opens
+with its key, the node key is private, the CA is there), then runs
+Flower's SuperNode as a child process in its own process group, dialling
+out to the coordinator over TLS with the hospital's node key
+(``--auth-supernode-private-key``) and its settings as the node config
+(:func:`node_config`: dataset, key, backend, DP budget, state directory).
+The SuperNode opens no port to the network (its runtime API is bound to
+127.0.0.1 on a free port) and reconnects by itself when the coordinator
+restarts. SIGINT / SIGTERM stops the SuperNode's whole group (no orphan
+app process) and exits 130 / 143; a SuperNode that exits on its own ends
+this process with its exit code and the log's path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hospfed.client.data import NodeSettings, load_hospital_data
+from hospfed.common.daemons import Child, Signals, flower_env, free_loopback_port
+from hospfed.common.errors import ConfigError, KeyFileError
+
+LOG_NAME = "supernode.log"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeOptions:
+    """What ``hospfed-client start`` was given.
+
+    Attributes
+    ----------
+    server : str
+        The coordinator's ``HOST:PORT``.
+    ca : Path or None
+        The coordinator's CA certificate; None only with ``insecure``.
+    node_key : Path or None
+        The hospital's node key (``hospfed-client node-key``).
+    settings : NodeSettings
+        Dataset, key, backend, DP budget and state directory.
+    insecure : bool
+        Plaintext, no node authentication: local trials only.
+
+    """
+
+    server: str
+    ca: Path | None
+    node_key: Path | None
+    settings: NodeSettings
+    insecure: bool = False
+
+    def check(self) -> None:
+        """Refuse missing or exposed files before anything connects."""
+        host, sep, port = self.server.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"--server {self.server!r}: give HOST:PORT")
+        if self.insecure:
+            return
+        if self.ca is None or not self.ca.is_file():
+            raise ConfigError(
+                f"--ca {self.ca}: the coordinator's CA certificate is missing"
+            )
+        if self.node_key is None or not self.node_key.is_file():
+            raise ConfigError(
+                f"--node-key {self.node_key}: missing; make one with "
+                "`hospfed-client node-key --out DIR`; send node.pub to the coordinator"
+            )
+        mode = self.node_key.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise KeyFileError(
+                f"{self.node_key} is readable by other users (mode {mode:o}): "
+                f"run `chmod 600 {self.node_key}`"
+            )
+
+
+def node_config(settings: NodeSettings) -> str:
+    """The SuperNode's ``--node-config`` for these settings (TOML-quoted values)."""
+    pairs: dict[str, object] = {
+        "hospital": settings.hospital,
+        "data": str(settings.data.absolute()),
+        "backend": settings.backend,
+    }
+    if settings.key_file is not None:
+        pairs["key-file"] = str(settings.key_file.absolute())
+    if settings.passphrase_env:
+        pairs["passphrase-env"] = settings.passphrase_env
+    if settings.state_dir is not None:
+        pairs["state-dir"] = str(settings.state_dir.absolute())
+    privacy = settings.privacy
+    if privacy is not None:
+        pairs |= {
+            "epsilon": privacy.epsilon,
+            "delta": privacy.delta,
+            "clip-norm": privacy.clip_norm,
+            "dp-rounds": privacy.planned_rounds,
+        }
+        if privacy.noise_multiplier is not None:
+            pairs["noise-multiplier"] = privacy.noise_multiplier
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items())
+
+
+def supernode_argv(options: NodeOptions, runtime_port: int) -> list[str]:
+    """The SuperNode's command line."""
+    argv = [
+        "flower-supernode",
+        "--superlink",
+        options.server,
+        "--port",
+        str(runtime_port),
+        "--node-config",
+        node_config(options.settings),
+    ]
+    if options.insecure:
+        return [*argv, "--insecure"]
+    return [
+        *argv,
+        "--root-certificates",
+        str(options.ca),
+        "--auth-supernode-private-key",
+        str(options.node_key),
+    ]
+
+
+def run_node(options: NodeOptions, state_dir: Path) -> int:
+    """Check everything, then run the SuperNode until a signal or its exit.
+
+    Parameters
+    ----------
+    options : NodeOptions
+        The hospital's settings.
+    state_dir : Path
+        Where the SuperNode's log goes (and the privacy ledger, the audit
+        log); created 0700.
+
+    Returns
+    -------
+    int
+        130 / 143 after a signal; the SuperNode's exit code if it ended.
+
+    """
+    options.check()
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dataset = load_hospital_data(options.settings)  # fails here, not mid-run
+    hospital = options.settings.hospital
+    rows = len(dataset.data.y_train) + len(dataset.data.y_test)
+    del dataset
+    log = state_dir / LOG_NAME
+    with Signals() as signals:
+        child = Child(
+            "the SuperNode",
+            supernode_argv(options, free_loopback_port()),
+            log,
+            flower_env(),
+        )
+        print(
+            f"hospfed-client: {hospital} ({rows} rows) connecting to {options.server}"
+            f"{' INSECURELY' if options.insecure else ''}; log {log}",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            while signals.received is None and child.poll() is None:
+                time.sleep(0.5)
+        finally:
+            code = child.stop()
+    if signals.received is not None:
+        print(
+            f"hospfed-client: {hospital} stopped (signal {signals.received})",
+            file=sys.stderr,
+        )
+        return signals.exit_code
+    print(
+        f"hospfed-client: error: the SuperNode exited with code {code}; its log: {log}",
+        file=sys.stderr,
+    )
+    return code or 1
+
+
+__all__ = ["NodeOptions", "node_config", "run_node", "supernode_argv"]

@@ -1,0 +1,163 @@
+"""``hospfed-server run``: submit a training run to the daemon and follow it.
+
+This module owns a deployed run's life as the coordinator sees it
+(:func:`submit_and_follow`): the run config is resolved here first
+(:class:`~hospfed.server.config.RunConfig`, so a typo fails before anything
+is submitted), its results directory is ``STATE/runs/RUN`` (absolute: the
+ServerApp runs in the SuperLink's working directory), the run is submitted
+through the Control API on loopback, and each round is printed as the
+ServerApp's recorder writes ``metrics.json``. The outcome is Flower's run
+status (``flwr ls``, never ``flwr run``'s exit code) together with
+``metrics.json``'s own: anything but a completed run exits non-zero with
+the reason. SIGINT / SIGTERM stops the run on the daemon and exits 130 /
+143; the rounds done so far stay in the results directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hospfed.common.daemons import Signals
+from hospfed.common.errors import EXIT_RUN_FAILED, ConfigError, HospfedError
+from hospfed.server.config import RunConfig
+from hospfed.server.daemon import StateDir, read_info
+
+POLL_SECONDS = 2.0
+
+
+class RunError(HospfedError):
+    """A deployed run did not complete."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+def new_run_dir(state: StateDir) -> Path:
+    """A fresh results directory under ``STATE/runs`` (0700), named by UTC time."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    for suffix in ("", *(f"-{n}" for n in range(2, 100))):
+        path = state.runs / f"{stamp}{suffix}"
+        try:
+            path.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            continue
+        return path
+    raise ConfigError(f"too many runs started this second in {state.runs}")
+
+
+def round_line(row: dict[str, Any], planned: int) -> str:
+    """One round as the progress shows it (metrics only, no patient value)."""
+    parts = [f"round {row['round']}/{planned}"]
+    weighted = row.get("weighted") or {}
+    for name in ("accuracy", "auc", "macro_f1", "rmse", "loss"):
+        if name in weighted and weighted[name] is not None:
+            parts.append(f"{name} {weighted[name]:.4f}")
+    epsilon = (row.get("epsilon") or {}).get("max")
+    if epsilon is not None:
+        parts.append(f"epsilon max {epsilon:.3f}")
+    parts.append(f"hospitals {len(row.get('evaluate') or row.get('train') or {})}")
+    if row.get("declined"):
+        parts.append(f"declined {', '.join(map(str, row['declined']))}")
+    return ", ".join(parts)
+
+
+def _metrics(out: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((out / "metrics.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None  # not written yet, or being replaced
+    return data if isinstance(data, dict) else None
+
+
+def submit_and_follow(
+    state: StateDir,
+    pairs: dict[str, str],
+    *,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Submit a run, print each round, and return the exit code.
+
+    Parameters
+    ----------
+    state : StateDir
+        The running daemon's state directory.
+    pairs : dict
+        Run config ``key=value`` pairs (strings, as the CLI gives them).
+    echo : callable
+        Where progress lines go.
+
+    Returns
+    -------
+    int
+        0 when the run completed, 130 / 143 after a signal.
+
+    Raises
+    ------
+    RunError
+        If the run failed or was stopped, with the reason.
+
+    """
+    if read_info(state) is None:
+        raise ConfigError(
+            f"no daemon is running on {state.root}: start it with "
+            f"`hospfed-server start --state {state.root} --certs DIR`"
+        )
+    if "out-dir" in pairs:
+        raise ConfigError(
+            "out-dir is chosen by the daemon (STATE/runs/RUN); leave it out"
+        )
+    RunConfig.from_mapping(pairs)  # refuse a bad config before submitting
+    control = state.control()
+    out = new_run_dir(state)
+    run_id = control.start_run(state.app, {**pairs, "out-dir": str(out)})
+    echo(f"run {run_id} submitted; results in {out}")
+    (out / "flower-run-id").write_text(run_id + "\n")
+    shown = 0
+    with Signals() as signals:
+        while True:
+            status = control.run_status(run_id)
+            metrics = _metrics(out)
+            if metrics is not None:
+                rows = metrics.get("rounds") or []
+                for row in rows[shown:]:
+                    echo(round_line(row, int(metrics.get("planned_rounds", 0))))
+                shown = len(rows)
+            if str(status.get("status", "")).startswith("finished"):
+                break
+            if signals.received is not None:
+                control.stop_run(run_id)
+                print(
+                    f"hospfed-server: run {run_id} stopped (signal "
+                    f"{signals.received}); {shown} rounds kept in {out}",
+                    file=sys.stderr,
+                )
+                return signals.exit_code
+            time.sleep(POLL_SECONDS)
+    return _outcome(run_id, status, _metrics(out), out, echo)
+
+
+def _outcome(
+    run_id: str,
+    status: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    out: Path,
+    echo: Callable[[str], None],
+) -> int:
+    flower = str(status.get("status"))
+    ours = (metrics or {}).get("status")
+    if flower == "finished:completed" and ours == "complete" and metrics:
+        done = metrics["completed_rounds"]
+        echo(f"run {run_id} complete: {done} rounds; results in {out}")
+        return 0
+    reason = (metrics or {}).get("reason") or status.get("status-details")
+    if not reason or reason == "N/A":
+        reason = "no reason recorded (see the daemon's superlink.log)"
+    raise RunError(
+        f"run {run_id} did not complete (Flower: {flower}; hospfed: "
+        f"{ours or 'no results'}): {reason}; results so far in {out}"
+    )

@@ -1,0 +1,280 @@
+"""Deployment, end to end: the daemon and three hospital processes on loopback.
+
+Real processes as a consortium runs them: ``hospfed-server certs``, ``start``
+(TLS, node authentication, the Fleet-only front), ``admit``; each hospital's
+data made by its own ``keygen`` / ``demo-export`` / ``prepare``, its own
+``node-key`` and ``hospfed-client start``. Then a run with SecAgg+ and DP
+on, and the refusals: an unadmitted key, a wrong CA, plaintext, the Control
+API on the public port. Finally SIGTERM: every process exits 143 and
+leaves no Flower process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hospfed.common.daemons import free_loopback_port
+from hospfed.simulations.processes import descendants, is_alive
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+HOSPITALS = ("cleveland", "hungary", "switzerland")
+
+
+def cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / str(args[0])), *map(str, args[1:])],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=600,
+    )
+
+
+@dataclass
+class Consortium:
+    root: Path
+    port: int
+    daemon: subprocess.Popen[bytes]
+    hospitals: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "certs" / "ca.pem"
+
+    def daemon_log(self) -> str:
+        return (self.root / "daemon.err").read_text()
+
+    def site(self, name: str) -> Path:
+        return self.root / name
+
+    def start_hospital(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+        site = self.site(name)
+        argv = [
+            str(BIN / "hospfed-client"),
+            "start",
+            "--server",
+            f"127.0.0.1:{self.port}",
+            "--data",
+            str(site / "data" / "site.hfd"),
+            "--key",
+            str(site / "data" / "site.key"),
+            "--state",
+            str(site / "state"),
+            "--hospital",
+            name,
+            "--backend",
+            "torch",
+            "--epsilon",
+            "8",
+            *extra,
+        ]
+        if "--ca" not in extra:
+            argv += ["--ca", str(self.ca)]
+        if "--node-key" not in extra:
+            argv += ["--node-key", str(site / "node" / "node.key")]
+        return subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=(site / "start.err").open("ab"),
+            start_new_session=True,
+        )
+
+    def online(self) -> set[str]:
+        listing = json.loads(
+            cli("hospfed-server", "hospitals", "--state", self.state).stdout
+        )
+        return {row["hospital"] for row in listing if row["status"] == "online"}
+
+
+def _make_site(root: Path, name: str) -> None:
+    site = root / name
+    (site / "data").mkdir(parents=True, mode=0o700)
+    cli("hospfed-client", "keygen", "--out", site / "data" / "site.key")
+    raw = site / "raw.csv"
+    cli("hospfed-client", "demo-export", "--hospital", name, "--out", raw)
+    cli(
+        "hospfed-client",
+        "prepare",
+        raw,
+        "--out",
+        site / "data" / "site.hfd",
+        "--key",
+        site / "data" / "site.key",
+    )
+    raw.unlink()
+    cli("hospfed-client", "node-key", "--out", site / "node", "--name", name)
+
+
+def _wait(condition, what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
+    root = tmp_path_factory.mktemp("consortium")
+    cli(
+        "hospfed-server", "certs", "--out", root / "certs", "--host", "coordinator.test"
+    )
+    port = free_loopback_port()
+    daemon = subprocess.Popen(
+        [
+            str(BIN / "hospfed-server"),
+            "start",
+            "--state",
+            str(root / "state"),
+            "--certs",
+            str(root / "certs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "daemon.err").open("ab"),
+        start_new_session=True,
+    )
+    group = Consortium(root, port, daemon)
+    try:
+        _wait((root / "state" / "daemon.json").exists, "the daemon", 60)
+        for name in HOSPITALS:
+            _make_site(root, name)
+            cli(
+                "hospfed-server",
+                "admit",
+                name,
+                root / name / "node" / "node.pub",
+                "--state",
+                root / "state",
+            )
+        for name in HOSPITALS:
+            group.hospitals[name] = group.start_hospital(name)
+        _wait(lambda: group.online() == set(HOSPITALS), "three hospitals online")
+        yield group
+    finally:
+        for process in [*group.hospitals.values(), daemon]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*group.hospitals.values(), daemon]:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_a_run_completes_over_tls_with_node_auth_secagg_and_dp(consortium):
+    done = cli(
+        "hospfed-server",
+        "run",
+        "--state",
+        consortium.state,
+        "num-rounds=3",
+        "min-hospitals=2",
+        "secure-aggregation=true",
+        "local-steps=10",
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "round 3/3" in done.stdout
+    (out,) = [
+        p
+        for p in (consortium.state / "runs").iterdir()
+        if (p / "metrics.json").exists()
+    ]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete"
+    assert metrics["completed_rounds"] == 3
+    assert metrics["run"]["secure_aggregation"] is not None  # SecAgg+ was on
+    assert set(metrics["privacy"]["epsilon"]) == set(HOSPITALS)
+    assert 0 < metrics["privacy"]["max_epsilon"] <= 8
+    assert (out / "model.npz").exists()
+    for name in HOSPITALS:  # each hospital recorded what it sent, untampered
+        check = cli(
+            "hospfed-client",
+            "audit",
+            "verify",
+            "--state-dir",
+            consortium.site(name) / "state",
+            check=False,
+        )
+        assert check.returncode == 0, check.stderr
+
+
+def test_the_control_api_is_not_on_the_public_port(consortium):
+    tls = ssl.create_default_context(cafile=str(consortium.ca))
+    with httpx.Client(verify=tls, timeout=10) as client:
+        for path in ("/v1/control/list-runs", "/v1/control/register-node", "/docs"):
+            reply = client.post(f"https://127.0.0.1:{consortium.port}{path}", json={})
+            assert reply.status_code == 404, path
+    assert "refused POST /v1/control/list-runs" in consortium.daemon_log()
+
+
+def test_plaintext_is_refused(consortium):
+    with httpx.Client(timeout=10) as client, pytest.raises(httpx.TransportError):
+        client.post(f"http://127.0.0.1:{consortium.port}/v1/fleet/get-run", json={})
+
+
+def test_an_unadmitted_hospital_is_refused_and_logged(consortium, tmp_path):
+    cli("hospfed-client", "node-key", "--out", tmp_path / "rogue")
+    rogue = consortium.start_hospital(
+        "cleveland", "--node-key", str(tmp_path / "rogue" / "node.key")
+    )
+    assert rogue.wait(timeout=120) != 0
+    pub = (tmp_path / "rogue" / "node.pub").read_bytes()
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    from hospfed.server.certs import key_fingerprint
+
+    fingerprint = key_fingerprint(load_ssh_public_key(pub))  # type: ignore[arg-type]
+    assert fingerprint in consortium.daemon_log()
+
+
+def test_a_hospital_given_the_wrong_ca_does_not_connect(consortium, tmp_path):
+    cli("hospfed-server", "certs", "--out", tmp_path / "other", "--host", "x.test")
+    stranger = consortium.start_hospital(
+        "hungary",
+        "--ca",
+        str(tmp_path / "other" / "ca.pem"),
+        "--state",
+        str(tmp_path / "s"),
+    )
+    assert stranger.wait(timeout=120) == 1  # the SuperNode gives up, and says why
+    assert "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "s" / "supernode.log").read_text()
+
+
+def test_sigterm_stops_every_process_cleanly(consortium):
+    tree = {
+        p
+        for proc in [*consortium.hospitals.values(), consortium.daemon]
+        for p in descendants(proc.pid)
+    }
+    assert tree, "expected Flower's processes under the daemon and the hospitals"
+    for proc in consortium.hospitals.values():
+        proc.send_signal(signal.SIGTERM)
+    for proc in consortium.hospitals.values():
+        assert proc.wait(timeout=60) == 143
+    consortium.daemon.send_signal(signal.SIGTERM)
+    assert consortium.daemon.wait(timeout=60) == 143
+    time.sleep(2)
+    assert not [pid for pid, started in tree if is_alive(pid, started)]
+    assert not (consortium.state / "daemon.json").exists()
