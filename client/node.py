@@ -16,14 +16,19 @@ this process with its exit code and the log's path.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hospfed.client.data import NodeSettings, load_hospital_data
-from hospfed.common.daemons import Child, Signals, flower_env, free_loopback_port
+from hospfed.common.daemons import (
+    Child,
+    Signals,
+    flower_env,
+    flower_pairs,
+    free_loopback_port,
+)
 from hospfed.common.errors import ConfigError, KeyFileError
 
 LOG_NAME = "supernode.log"
@@ -101,7 +106,7 @@ def node_config(settings: NodeSettings) -> str:
         }
         if privacy.noise_multiplier is not None:
             pairs["noise-multiplier"] = privacy.noise_multiplier
-    return " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items())
+    return flower_pairs(pairs, flag="--node-config")
 
 
 def supernode_argv(options: NodeOptions, runtime_port: int) -> list[str]:

@@ -14,6 +14,7 @@ SIGINT / SIGTERM turned into a clean stop with exit code 130 / 143
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -24,7 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["Child", "Signals", "flower_env", "free_loopback_port", "wait_for_port"]
+__all__ = [
+    "Child",
+    "Signals",
+    "flower_env",
+    "flower_pairs",
+    "free_loopback_port",
+    "wait_for_port",
+]
 
 STOP_GRACE = 15.0
 """Seconds a child gets to stop after SIGTERM before its group is killed."""
@@ -42,6 +50,34 @@ def flower_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     )
     env.update(extra or {})
     return env
+
+
+def flower_pairs(values: dict[str, object], *, flag: str) -> str:
+    """``key="value" ...`` as Flower's ``--node-config`` / ``--run-config`` read them.
+
+    Values are JSON-quoted (a TOML basic string: backslashes, Unicode and
+    spaces survive). Flower splits the pairs with a regular expression
+    that ends a quoted value at the next ``"``, so a value holding one
+    cannot pass intact: it is refused, naming the key.
+
+    Raises
+    ------
+    ConfigError
+        If a key or a value cannot be passed intact.
+
+    """
+    from hospfed.common.errors import ConfigError
+
+    pairs = []
+    for key, value in values.items():
+        text = json.dumps(value, ensure_ascii=False)
+        if not key.replace("-", "").isalnum() or '"' in text[1:-1]:
+            raise ConfigError(
+                f"{flag} {key}: a value holding '\"' cannot be passed to Flower; "
+                "rename the file or directory"
+            )
+        pairs.append(f"{key}={text}")
+    return " ".join(pairs)
 
 
 def free_loopback_port() -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hospfed.common.daemons import flower_env
+from hospfed.common.daemons import flower_env, flower_pairs
 from hospfed.common.errors import ConfigError, HospfedError
 
 FEDERATION = "hospfed"
@@ -96,7 +96,7 @@ class Control:
 
     def start_run(self, app: Path, run_config: dict[str, str]) -> str:
         """Submit a run of the app in ``app``; return its run id."""
-        pairs = " ".join(f"{k}={json.dumps(v)}" for k, v in run_config.items())
+        pairs = flower_pairs(dict(run_config), flag="run config")
         answer = self.call("run", str(app), FEDERATION, "--run-config", pairs)
         return str(answer["run-id"])
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -40,7 +41,7 @@ def file_fingerprint(path: Path) -> str:
     """
     try:
         key = serialization.load_ssh_public_key(path.read_bytes().strip())
-    except (ValueError, TypeError, IndexError) as exc:
+    except (ValueError, TypeError, IndexError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(
             f"{path} is not an OpenSSH public key: give the node.pub that "
             "`hospfed-client node-key` wrote"
