@@ -5,12 +5,16 @@ training set and evaluates it on its own test set. Its backend (the model)
 is built once per process and kept warm; its data is loaded once per
 process. Every reply passes :mod:`hospfed.client.outgoing` (the model's
 arrays and whitelisted metrics only, recorded in the hospital's audit log).
+Deployed by ``hospfed-client start``, the ClientApp hands training and
+evaluation to the hospital's warm worker (:mod:`hospfed.client.worker`,
+node config ``worker-socket``) and keeps the mods.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Context, Message
@@ -29,6 +33,7 @@ from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
 from hospfed.client.outgoing import make_outgoing_policy
 from hospfed.client.privacy import HospitalPrivacy, ledger_mac_key
+from hospfed.client.worker import WORKER_SOCKET_KEY, WorkerClient
 from hospfed.common.errors import (
     ConfigError,
     DataError,
@@ -209,6 +214,9 @@ def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> Cl
 
     def client_fn(context: Context) -> Client:
         settings = resolve(context)
+        worker = str(context.node_config.get(WORKER_SOCKET_KEY, "")).strip()
+        if worker:  # hospfed-client start: the model and data are kept warm there
+            return WorkerClient(Path(worker), str(context.run_id)).to_client()
         try:
             dataset = load_hospital_data(settings)
         except (DataError, KeyFileError) as exc:  # the coordinator names who failed

@@ -64,6 +64,17 @@ def start(
     insecure: Annotated[
         bool, typer.Option(help="No TLS, no node key: local trials only.")
     ] = False,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the model and the decrypted data in this process between "
+            "messages (--no-warm: Flower's fresh process per message loads both)."
+        ),
+    ] = True,
+    idle_evict: Annotated[
+        float,
+        typer.Option(help="Seconds without a message before the data is dropped."),
+    ] = 600.0,
 ) -> int:
     """Run this hospital's process: dial out to the coordinator, train when asked."""
     if backend not in ("keras", "torch"):
@@ -94,6 +105,8 @@ def start(
         node_key=node_key.expanduser().absolute() if node_key else None,
         settings=settings,
         insecure=insecure,
+        warm=warm,
+        idle_seconds=idle_evict,
     )
     if insecure:
         print("hospfed-client: WARNING: --insecure: no TLS, no node authentication")

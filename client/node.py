@@ -16,12 +16,16 @@ this process with its exit code and the log's path.
 
 from __future__ import annotations
 
+import importlib
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hospfed.client.data import NodeSettings, load_hospital_data
+from hospfed.client.worker import WORKER_SOCKET_KEY, Worker
 from hospfed.common.daemons import (
     Child,
     Signals,
@@ -32,6 +36,8 @@ from hospfed.common.daemons import (
 from hospfed.common.errors import ConfigError, KeyFileError
 
 LOG_NAME = "supernode.log"
+_MAX_SOCKET_PATH = 100
+"""Linux limits a Unix socket's path to 107 bytes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +56,11 @@ class NodeOptions:
         Dataset, key, backend, DP budget and state directory.
     insecure : bool
         Plaintext, no node authentication: local trials only.
+    warm : bool
+        Keep the model and the decrypted data in this process between
+        messages (:mod:`hospfed.client.worker`).
+    idle_seconds : float
+        Drop the decrypted data after this long without a message.
 
     """
 
@@ -58,6 +69,8 @@ class NodeOptions:
     node_key: Path | None
     settings: NodeSettings
     insecure: bool = False
+    warm: bool = True
+    idle_seconds: float = 600.0
 
     def check(self) -> None:
         """Refuse missing or exposed files before anything connects."""
@@ -83,7 +96,7 @@ class NodeOptions:
             )
 
 
-def node_config(settings: NodeSettings) -> str:
+def node_config(settings: NodeSettings, worker: Path | None = None) -> str:
     """The SuperNode's ``--node-config`` for these settings (TOML-quoted values)."""
     pairs: dict[str, object] = {
         "hospital": settings.hospital,
@@ -106,10 +119,14 @@ def node_config(settings: NodeSettings) -> str:
         }
         if privacy.noise_multiplier is not None:
             pairs["noise-multiplier"] = privacy.noise_multiplier
+    if worker is not None:
+        pairs[WORKER_SOCKET_KEY] = str(worker)
     return flower_pairs(pairs, flag="--node-config")
 
 
-def supernode_argv(options: NodeOptions, runtime_port: int) -> list[str]:
+def supernode_argv(
+    options: NodeOptions, runtime_port: int, worker: Path | None = None
+) -> list[str]:
     """The SuperNode's command line."""
     argv = [
         "flower-supernode",
@@ -118,7 +135,7 @@ def supernode_argv(options: NodeOptions, runtime_port: int) -> list[str]:
         "--port",
         str(runtime_port),
         "--node-config",
-        node_config(options.settings),
+        node_config(options.settings, worker),
     ]
     if options.insecure:
         return [*argv, "--insecure"]
@@ -153,15 +170,23 @@ def run_node(options: NodeOptions, state_dir: Path) -> int:
     dataset = load_hospital_data(options.settings)  # fails here, not mid-run
     hospital = options.settings.hospital
     rows = len(dataset.data.y_train) + len(dataset.data.y_test)
-    del dataset
     log = state_dir / LOG_NAME
+    worker = _start_worker(options, state_dir, dataset) if options.warm else None
+    del dataset
     with Signals() as signals:
-        child = Child(
-            "the SuperNode",
-            supernode_argv(options, free_loopback_port()),
-            log,
-            flower_env(),
-        )
+        try:
+            child = Child(
+                "the SuperNode",
+                supernode_argv(
+                    options, free_loopback_port(), worker.path if worker else None
+                ),
+                log,
+                flower_env(),
+            )
+        except BaseException:
+            if worker is not None:
+                _stop_worker(worker)
+            raise
         print(
             f"hospfed-client: {hospital} ({rows} rows) connecting to {options.server}"
             f"{' INSECURELY' if options.insecure else ''}; log {log}",
@@ -173,6 +198,8 @@ def run_node(options: NodeOptions, state_dir: Path) -> int:
                 time.sleep(0.5)
         finally:
             code = child.stop()
+            if worker is not None:
+                _stop_worker(worker)
     if signals.received is not None:
         print(
             f"hospfed-client: {hospital} stopped (signal {signals.received})",
@@ -184,6 +211,30 @@ def run_node(options: NodeOptions, state_dir: Path) -> int:
         file=sys.stderr,
     )
     return code or 1
+
+
+def _start_worker(options: NodeOptions, state_dir: Path, dataset: object) -> Worker:
+    """Start the warm worker with the dataset already loaded and the backend imported.
+
+    Its socket is in ``STATE/worker/`` (0700), or in a fresh private
+    temporary directory when that path is too long for a Unix socket.
+    """
+    path = state_dir / "worker" / "sock"
+    if len(str(path)) > _MAX_SOCKET_PATH:
+        path = Path(tempfile.mkdtemp(prefix="hospfed-worker-")) / "sock"
+    worker = Worker(options.settings, path, options.idle_seconds)
+    worker.preload(dataset)
+    importlib.import_module(
+        f"hospfed.client.backends.{options.settings.backend}_backend"
+    )
+    worker.start()
+    return worker
+
+
+def _stop_worker(worker: Worker) -> None:
+    worker.stop()
+    if worker.path.parent.name.startswith("hospfed-worker-"):
+        shutil.rmtree(worker.path.parent, ignore_errors=True)
 
 
 __all__ = ["NodeOptions", "node_config", "run_node", "supernode_argv"]
