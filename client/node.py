@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import filelock
+
 from hospfed.client.data import NodeSettings, load_hospital_data
 from hospfed.client.worker import WORKER_SOCKET_KEY, Worker
 from hospfed.common.daemons import (
@@ -36,6 +38,7 @@ from hospfed.common.daemons import (
 from hospfed.common.errors import ConfigError, KeyFileError
 
 LOG_NAME = "supernode.log"
+LOCK_NAME = "node.lock"
 _MAX_SOCKET_PATH = 100
 """Linux limits a Unix socket's path to 107 bytes."""
 
@@ -167,6 +170,21 @@ def run_node(options: NodeOptions, state_dir: Path) -> int:
     """
     options.check()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = filelock.FileLock(state_dir / LOCK_NAME, mode=0o600)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise ConfigError(
+            f"another hospfed-client start is running on {state_dir}: one process "
+            "per state directory (its ledger, audit log and worker)"
+        ) from None
+    try:
+        return _run_locked(options, state_dir)
+    finally:
+        lock.release()
+
+
+def _run_locked(options: NodeOptions, state_dir: Path) -> int:
     dataset = load_hospital_data(options.settings)  # fails here, not mid-run
     hospital = options.settings.hospital
     rows = len(dataset.data.y_train) + len(dataset.data.y_test)

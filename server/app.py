@@ -29,6 +29,7 @@ from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.model import Weights, initial_weights
 from hospfed.server.checkpoint import (
     Checkpoint,
+    load_checkpoint,
     restore_strategy_state,
     run_identity,
 )
@@ -281,6 +282,15 @@ def main(grid: Grid, context: Context) -> None:
     defaults apply.
     """
     given = {k: v for k, v in context.run_config.items() if v != ""}
-    result = run_federation(grid, context, RunConfig.from_mapping(given))
+    resume = str(given.pop("resume", "")).lower() in ("true", "1", "yes")
+    config = RunConfig.from_mapping(given)
+    checkpoint = None
+    if resume:
+        if config.out_dir is None:
+            raise ConfigError(
+                "resume needs the run's out-dir (hospfed-server run --resume)"
+            )
+        checkpoint = load_checkpoint(config.out_dir)
+    result = run_federation(grid, context, config, resume=checkpoint)
     if result.error is not None:
         raise result.error

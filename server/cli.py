@@ -146,6 +146,12 @@ def run(
     config_file: Annotated[
         Path | None, typer.Option("--config", help="Run config as a TOML table.")
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue a stopped run (STATE/runs/RUN) from its checkpoint."
+        ),
+    ] = None,
 ) -> int:
     """Submit a training run to the daemon; print each round; fail if it fails."""
     from hospfed.server.daemon import StateDir
@@ -160,7 +166,7 @@ def run(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file}: not valid TOML ({exc})") from exc
     given |= parse_pairs(pairs or [])
-    return submit_and_follow(StateDir.at(state), given)
+    return submit_and_follow(StateDir.at(state), given, resume=resume)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from hospfed.server.config import RUN_CONFIG_KEYS
 from hospfed.server.control import Control, write_flwr_home
 from hospfed.server.front import Upstream, make_front
 
+RESUME_KEY = "resume"
+"""Run-config key of a deployed run only: continue ``out-dir`` from its checkpoint."""
 APP_PYPROJECT = """\
 [build-system]
 requires = ["hatchling"]
@@ -111,7 +114,8 @@ class StateDir:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.app.mkdir(mode=0o700, exist_ok=True)
         self.runs.mkdir(mode=0o700, exist_ok=True)
-        config = "".join(f'{key} = ""\n' for key in RUN_CONFIG_KEYS)
+        keys = (*RUN_CONFIG_KEYS, RESUME_KEY)
+        config = "".join(f'{key} = ""\n' for key in keys)
         atomic_write(self.app / "pyproject.toml", (APP_PYPROJECT + config).encode())
 
 
@@ -252,6 +256,7 @@ def _write_info(
     pid: int,
 ) -> None:
     info = {
+        "pid": os.getpid(),
         "address": f"{host}:{port}",
         "superlink": f"127.0.0.1:{internal}",
         "superlink_pid": pid,
@@ -263,12 +268,24 @@ def _write_info(
 
 
 def read_info(state: StateDir) -> dict[str, object] | None:
-    """The running daemon's ``daemon.json``, or None if it is not running."""
+    """The running daemon's ``daemon.json``, or None if it is not running.
+
+    A daemon killed outright leaves its ``daemon.json``: it counts only if
+    its process still runs.
+    """
     try:
         info = json.loads(state.info.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return info if isinstance(info, dict) else None
+    if not isinstance(info, dict):
+        return None
+    try:
+        os.kill(int(info.get("pid", 0)), 0)
+    except (ProcessLookupError, ValueError, OverflowError):
+        return None
+    except PermissionError:
+        pass  # it runs, as another user
+    return info
 
 
 __all__ = ["StateDir", "check_private", "read_info", "serve", "superlink_argv"]

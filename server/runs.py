@@ -25,8 +25,9 @@ from typing import Any
 
 from hospfed.common.daemons import Signals
 from hospfed.common.errors import EXIT_RUN_FAILED, ConfigError, HospfedError
+from hospfed.common.files import atomic_write
 from hospfed.server.config import RunConfig
-from hospfed.server.daemon import StateDir, read_info
+from hospfed.server.daemon import RESUME_KEY, StateDir, read_info
 
 POLL_SECONDS = 2.0
 
@@ -74,10 +75,15 @@ def _metrics(out: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+RUN_CONFIG_FILE = "run-config.json"
+"""The ``key=value`` pairs a run was submitted with, kept for ``--resume``."""
+
+
 def submit_and_follow(
     state: StateDir,
     pairs: dict[str, str],
     *,
+    resume: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> int:
     """Submit a run, print each round, and return the exit code.
@@ -88,6 +94,11 @@ def submit_and_follow(
         The running daemon's state directory.
     pairs : dict
         Run config ``key=value`` pairs (strings, as the CLI gives them).
+        With ``resume``, they override the run's own (more rounds, say).
+    resume : Path, optional
+        A results directory of this daemon whose run stopped: continue it
+        from its checkpoint (the rounds it completed are not trained
+        again), under its own settings.
     echo : callable
         Where progress lines go.
 
@@ -111,13 +122,23 @@ def submit_and_follow(
         raise ConfigError(
             "out-dir is chosen by the daemon (STATE/runs/RUN); leave it out"
         )
-    RunConfig.from_mapping(pairs)  # refuse a bad config before submitting
+    if resume is None:
+        RunConfig.from_mapping(pairs)  # refuse a bad config before submitting
+        out = new_run_dir(state)
+        text = json.dumps(pairs, indent=2, sort_keys=True)
+        atomic_write(out / RUN_CONFIG_FILE, text.encode(), mode=0o600)
+        extra = {}
+    else:
+        out = resume.expanduser().absolute()
+        pairs = _resumed_pairs(out, pairs)
+        extra = {RESUME_KEY: "true"}
+    shown = len((_metrics(out) or {}).get("rounds") or [])
     control = state.control()
-    out = new_run_dir(state)
-    run_id = control.start_run(state.app, {**pairs, "out-dir": str(out)})
-    echo(f"run {run_id} submitted; results in {out}")
-    (out / "flower-run-id").write_text(run_id + "\n")
-    shown = 0
+    run_id = control.start_run(state.app, {**pairs, **extra, "out-dir": str(out)})
+    echo(
+        f"run {run_id} submitted; results in {out}"
+        + (f" (resuming after round {shown})" if resume else "")
+    )
     with Signals() as signals:
         while True:
             status = control.run_status(run_id)
@@ -139,6 +160,22 @@ def submit_and_follow(
                 return signals.exit_code
             time.sleep(POLL_SECONDS)
     return _outcome(run_id, status, _metrics(out), out, echo)
+
+
+def _resumed_pairs(out: Path, overrides: dict[str, str]) -> dict[str, str]:
+    """The stopped run's own pairs, with ``overrides``; ConfigError if none."""
+    try:
+        pairs = json.loads((out / RUN_CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{out} is not a run of this daemon (no {RUN_CONFIG_FILE}): give "
+            "--resume STATE/runs/RUN"
+        ) from None
+    if not (out / "checkpoint.npz").exists():
+        raise ConfigError(f"{out} has no checkpoint: no round completed; start anew")
+    merged = {**pairs, **overrides}
+    RunConfig.from_mapping(merged)
+    return merged
 
 
 def _outcome(

@@ -96,9 +96,10 @@ class Consortium:
         )
 
     def online(self) -> set[str]:
-        listing = json.loads(
-            cli("hospfed-server", "hospitals", "--state", self.state).stdout
-        )
+        done = cli("hospfed-server", "hospitals", "--state", self.state, check=False)
+        if done.returncode != 0:
+            return set()  # the daemon is (re)starting
+        listing = json.loads(done.stdout)
         return {row["hospital"] for row in listing if row["status"] == "online"}
 
 
@@ -172,10 +173,10 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
         _wait(lambda: group.online() == set(HOSPITALS), "three hospitals online")
         yield group
     finally:
-        for process in [*group.hospitals.values(), daemon]:
+        for process in [*group.hospitals.values(), group.daemon]:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in [*group.hospitals.values(), daemon]:
+        for process in [*group.hospitals.values(), group.daemon]:
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -237,7 +238,11 @@ def test_plaintext_is_refused(consortium):
 def test_an_unadmitted_hospital_is_refused_and_logged(consortium, tmp_path):
     cli("hospfed-client", "node-key", "--out", tmp_path / "rogue")
     rogue = consortium.start_hospital(
-        "cleveland", "--node-key", str(tmp_path / "rogue" / "node.key")
+        "cleveland",
+        "--node-key",
+        str(tmp_path / "rogue" / "node.key"),
+        "--state",
+        str(tmp_path / "rogue-state"),
     )
     assert rogue.wait(timeout=120) != 0
     pub = (tmp_path / "rogue" / "node.pub").read_bytes()
@@ -247,6 +252,14 @@ def test_an_unadmitted_hospital_is_refused_and_logged(consortium, tmp_path):
 
     fingerprint = key_fingerprint(load_ssh_public_key(pub))  # type: ignore[arg-type]
     assert fingerprint in consortium.daemon_log()
+
+
+def test_a_second_process_on_a_hospitals_state_is_refused(consortium):
+    second = consortium.start_hospital("cleveland")
+    assert second.wait(timeout=120) == 2
+    err = (consortium.site("cleveland") / "start.err").read_text()
+    assert "another hospfed-client start is running" in err
+    assert (consortium.site("cleveland") / "state" / "worker" / "sock").exists()
 
 
 def test_a_hospital_given_the_wrong_ca_does_not_connect(consortium, tmp_path):
@@ -260,6 +273,100 @@ def test_a_hospital_given_the_wrong_ca_does_not_connect(consortium, tmp_path):
     )
     assert stranger.wait(timeout=120) == 1  # the SuperNode gives up, and says why
     assert "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "s" / "supernode.log").read_text()
+
+
+def _run_dirs(state: Path) -> set[Path]:
+    return set((state / "runs").iterdir())
+
+
+def _rounds_done(out: Path) -> int:
+    try:
+        return len(json.loads((out / "metrics.json").read_text())["rounds"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def _submit(consortium: Consortium, *pairs: str) -> tuple[subprocess.Popen[str], Path]:
+    before = _run_dirs(consortium.state)
+    run = subprocess.Popen(
+        [str(BIN / "hospfed-server"), "run", "--state", str(consortium.state), *pairs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait(lambda: len(_run_dirs(consortium.state) - before) == 1, "the run directory")
+    (out,) = _run_dirs(consortium.state) - before
+    return run, out
+
+
+def test_a_hospital_killed_mid_run_leaves_the_round_to_the_other_two(consortium):
+    """Without SecAgg+: with it, Flower 1.42's secaggplus_mod fails the survivors
+    with a KeyError when a node dies mid-round (README, Limits)."""
+    run, out = _submit(consortium, "num-rounds=3", "min-hospitals=2", "local-steps=10")
+    _wait(lambda: _rounds_done(out) >= 1, "round 1", 300)
+    victim = consortium.hospitals["switzerland"]
+    victim.kill()  # SIGKILL the hospital's process: its SuperNode dies with it
+    assert victim.wait(timeout=30) == -signal.SIGKILL
+    _, stderr = run.communicate(timeout=600)
+    assert run.returncode == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["completed_rounds"] == 3
+    last = metrics["rounds"][-1]
+    assert set(last["evaluate"]) == {"cleveland", "hungary"}
+    assert "switzerland" not in last.get("train", {})
+    consortium.hospitals["switzerland"] = consortium.start_hospital("switzerland")
+    _wait(lambda: consortium.online() == set(HOSPITALS), "switzerland back", 120)
+
+
+def test_after_a_daemon_crash_run_resume_finishes_from_the_checkpoint(consortium):
+    run, out = _submit(consortium, "num-rounds=3", "min-hospitals=3", "local-steps=10")
+    _wait(lambda: _rounds_done(out) >= 1, "round 1", 300)
+    consortium.daemon.kill()  # SIGKILL: the SuperLink dies with it (PDEATHSIG)
+    consortium.daemon.wait(timeout=30)
+    assert run.wait(timeout=120) != 0  # the coordinator's command says it failed
+    done = _rounds_done(out)
+    assert 1 <= done < 3
+    consortium.daemon = subprocess.Popen(
+        [
+            str(BIN / "hospfed-server"),
+            "start",
+            "--state",
+            str(consortium.state),
+            "--certs",
+            str(consortium.root / "certs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(consortium.port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(consortium.root / "daemon.err").open("ab"),
+        start_new_session=True,
+    )
+    _wait(lambda: consortium.online() == set(HOSPITALS), "hospitals reconnected", 180)
+    resumed = cli(
+        "hospfed-server",
+        "run",
+        "--state",
+        consortium.state,
+        "--resume",
+        out,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after round {done}" in resumed.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["completed_rounds"] == 3
+    for name in HOSPITALS:  # no completed round was trained again
+        ledger = json.loads(
+            (consortium.site(name) / "state" / "privacy-ledger.json").read_text()
+        )
+        runs: dict[str, list[int]] = {}
+        for entry in ledger["entries"]:
+            runs.setdefault(entry["run"], []).append(entry["round"])
+        resumed_rounds = list(runs.values())[-1]
+        assert min(resumed_rounds) == done + 1, (name, runs)
+        assert max(resumed_rounds) == 3
 
 
 def test_sigterm_stops_every_process_cleanly(consortium):

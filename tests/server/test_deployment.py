@@ -134,7 +134,8 @@ def test_the_app_declares_every_run_config_key_unset(tmp_path):
     state = StateDir.at(tmp_path / "s")
     state.prepare()
     app = tomllib.loads((state.app / "pyproject.toml").read_text())
-    assert app["tool"]["flwr"]["app"]["config"] == dict.fromkeys(RUN_CONFIG_KEYS, "")
+    keys = (*RUN_CONFIG_KEYS, "resume")
+    assert app["tool"]["flwr"]["app"]["config"] == dict.fromkeys(keys, "")
     components = app["tool"]["flwr"]["app"]["components"]
     assert components == {
         "serverapp": "hospfed.server.app:app",
