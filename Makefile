@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_deid.py
 	$(BIN)/python benchmarks/bench_privacy_stack.py
+	$(BIN)/python benchmarks/bench_deployment.py
 
 clean:
 	rm -rf $(VENV) results benchmarks/out
