@@ -17,6 +17,7 @@ this process with its exit code and the log's path.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import filelock
 
+from hospfed.client.appguard import GUARD_DIR
 from hospfed.client.data import NodeSettings, load_hospital_data
 from hospfed.client.worker import WORKER_SOCKET_KEY, Worker
 from hospfed.common.daemons import (
@@ -199,7 +201,7 @@ def _run_locked(options: NodeOptions, state_dir: Path) -> int:
                     options, free_loopback_port(), worker.path if worker else None
                 ),
                 log,
-                flower_env(),
+                _guarded_env(),
             )
         except BaseException:
             if worker is not None:
@@ -229,6 +231,14 @@ def _run_locked(options: NodeOptions, state_dir: Path) -> int:
         file=sys.stderr,
     )
     return code or 1
+
+
+def _guarded_env() -> dict[str, str]:
+    """Flower's environment, with the app guard first on ``PYTHONPATH``."""
+    env = flower_env()
+    paths = [str(GUARD_DIR), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 def _start_worker(options: NodeOptions, state_dir: Path, dataset: object) -> Worker:

@@ -273,6 +273,26 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
                 return
         log(INFO, "secure aggregation: completed")
 
+    def share_keys_stage(
+        self, grid: Grid, context: LegacyContext, state: WorkflowState
+    ) -> bool:
+        """Flower's stage, then: only hospitals that shared keys can be "dead".
+
+        Flower 1.42 counts as dead at the unmask stage every *sampled*
+        hospital that sent no masked vector, including one that dropped out
+        before sharing its keys (a hospital that died between rounds is
+        still sampled until its heartbeat lapses). The survivors hold no
+        share of such a hospital's key, and Flower's ``secaggplus_mod``
+        fails on them with a ``KeyError``, halting the round. In the
+        protocol (Bell et al., 2020) the dropped set at unmasking is those
+        who shared keys but sent no masked input; this narrows Flower's
+        set to it.
+        """
+        if not super().share_keys_stage(grid, context, state):
+            return False
+        state.sampled_node_ids = set(state.active_node_ids)
+        return True
+
 
 def halt_reason(stage: str, state: WorkflowState) -> str:
     """Why the protocol halted at ``stage``, in one line.

@@ -221,6 +221,34 @@ def test_a_run_completes_over_tls_with_node_auth_secagg_and_dp(consortium):
         assert check.returncode == 0, check.stderr
 
 
+def test_a_hospital_refuses_an_app_that_is_not_hospfeds(consortium, tmp_path):
+    """A coordinator submitting its own ClientApp code: every hospital refuses."""
+    from hospfed.server.control import Control
+
+    app = tmp_path / "foreign"
+    app.mkdir()
+    ours = (consortium.state / "app" / "pyproject.toml").read_text()
+    foreign = ours.replace('name = "hospfed-run"', 'name = "foreign-run"')
+    (app / "pyproject.toml").write_text(
+        foreign.replace('"hospfed.client.app:app"', '"evil:app"')
+    )
+    (app / "evil.py").write_text("import os\napp = None\n")
+    out = tmp_path / "out"
+    control = Control(consortium.state / "flwr")
+    run_id = control.start_run(
+        app, {"num-rounds": "1", "min-hospitals": "3", "out-dir": str(out)}
+    )
+    _wait(
+        lambda: control.run_status(run_id)["status"].startswith("finished"),
+        "the foreign run to end",
+        300,
+    )
+    assert control.run_status(run_id)["status"] == "finished:failed"
+    reason = json.loads((out / "metrics.json").read_text())["reason"]
+    assert "runs only hospfed.client.app:app" in reason
+    assert "'evil:app'" in reason
+
+
 def test_the_control_api_is_not_on_the_public_port(consortium):
     tls = ssl.create_default_context(cafile=str(consortium.ca))
     with httpx.Client(verify=tls, timeout=10) as client:
@@ -300,9 +328,15 @@ def _submit(consortium: Consortium, *pairs: str) -> tuple[subprocess.Popen[str],
 
 
 def test_a_hospital_killed_mid_run_leaves_the_round_to_the_other_two(consortium):
-    """Without SecAgg+: with it, Flower 1.42's secaggplus_mod fails the survivors
-    with a KeyError when a node dies mid-round (README, Limits)."""
-    run, out = _submit(consortium, "num-rounds=3", "min-hospitals=2", "local-steps=10")
+    """With SecAgg+ (threshold 2): the survivors' shares unmask the round."""
+    run, out = _submit(
+        consortium,
+        "num-rounds=3",
+        "min-hospitals=2",
+        "secure-aggregation=true",
+        "reconstruction-threshold=2",
+        "local-steps=10",
+    )
     _wait(lambda: _rounds_done(out) >= 1, "round 1", 300)
     victim = consortium.hospitals["switzerland"]
     victim.kill()  # SIGKILL the hospital's process: its SuperNode dies with it

@@ -263,3 +263,51 @@ def test_the_register_reads_its_known_answer_file(tmp_path):
         rows[0]["fingerprint"] == "SHA256:2XqE3no6JxmJXlL0EM2m8hNMyxuBtI+/S8UHKJQVGlE"
     )
     assert rows[1]["revoked"] == "2026-11-30T05:01:00+00:00"
+
+
+def _server(*args: object) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "hospfed-server"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_run_without_a_daemon_says_how_to_start_one(tmp_path):
+    done = _server("run", "--state", tmp_path / "s", "num-rounds=1")
+    assert done.returncode == 2
+    assert (
+        "no daemon is running" in done.stderr and "hospfed-server start" in done.stderr
+    )
+
+
+def test_start_needs_certificates_or_an_explicit_insecure(tmp_path):
+    done = _server("start", "--state", tmp_path / "s")
+    assert done.returncode == 2 and "--certs DIR, or --insecure" in done.stderr
+    done = _server("start", "--state", tmp_path / "s", "--certs", tmp_path / "none")
+    assert done.returncode == 2 and "hospfed-server certs" in done.stderr
+
+
+def test_resume_refuses_a_directory_that_is_not_one_of_the_daemons_runs(tmp_path):
+    import json
+    import os
+
+    state = StateDir.at(tmp_path / "s")
+    state.prepare()
+    state.info.write_text(json.dumps({"pid": os.getpid()}))  # "running"
+    done = _server("run", "--state", state.root, "--resume", tmp_path)
+    assert done.returncode == 2 and "not a run of this daemon" in done.stderr
+
+
+def test_a_killed_daemons_leftover_file_does_not_count(tmp_path):
+    import json
+
+    from hospfed.server.daemon import read_info
+
+    state = StateDir.at(tmp_path)
+    state.info.write_text(json.dumps({"pid": 2**22 + 12345}))
+    assert read_info(state) is None
