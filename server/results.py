@@ -31,11 +31,12 @@ from hospfed.common.files import atomic_write_many
 from hospfed.common.model import Weights
 from hospfed.server.config import RunConfig
 from hospfed.server.history import RoundRecord, RunHistory
+from hospfed.server.modelcard import CARD_FILE, model_card
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.npz"
 CURVES_FILE = "curves.png"
-RESULT_FILES = (METRICS_FILE, MODEL_FILE, CURVES_FILE)
+RESULT_FILES = (METRICS_FILE, MODEL_FILE, CURVES_FILE, CARD_FILE)
 
 STATUSES = ("complete", "running", "interrupted", "failed")
 """``running``: written after a round while the run goes on; a run found in
@@ -108,7 +109,10 @@ def write_results(
         "rounds": history.to_json(),
         "failed_round": None if failed_round is None else failed_round.to_json(),
     }
-    files = {METRICS_FILE: json.dumps(metrics, indent=2, allow_nan=False).encode()}
+    files = {
+        METRICS_FILE: json.dumps(metrics, indent=2, allow_nan=False).encode(),
+        CARD_FILE: model_card(metrics).encode(),
+    }
     if weights is not None:
         files[MODEL_FILE] = _npz_bytes(weights)
     if curves and history.rounds:

@@ -34,6 +34,7 @@ def test_results_directory_has_metrics_model_and_curves(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "curves.png",
         "metrics.json",
+        "model-card.md",
         "model.npz",
     ]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -118,11 +119,18 @@ def test_a_write_without_weights_removes_an_earlier_runs_model_and_curves(tmp_pa
     write_results(tmp_path, history=history(), weights=[np.ones(2)], run={})
     assert (tmp_path / "curves.png").exists()
     write_results(tmp_path, history=RunHistory(), weights=None, run={}, status="failed")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "metrics.json",
+        "model-card.md",
+    ]
     write_results(
         tmp_path, history=history(), weights=[np.ones(2)], run={}, curves=False
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "model.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "metrics.json",
+        "model-card.md",
+        "model.npz",
+    ]
 
 
 def test_versions_are_read_without_importing_the_heavy_packages():
@@ -138,3 +146,43 @@ def test_versions_are_read_without_importing_the_heavy_packages():
     flwr, has_numpy, tf, torch = done.stdout.split()
     assert flwr.startswith("1.42") and has_numpy == "True"
     assert (tf, torch) == ("False", "False")
+
+
+def test_the_model_card_copies_what_metrics_json_says(tmp_path):
+    from hospfed.server.config import RunConfig
+    from hospfed.server.results import describe_run
+
+    h = history()
+    for server_round, spent in ((1, 0.3), (2, 0.6)):
+        h.rounds[server_round - 1].add_training("a", 0.5, 10, epsilon=spent)
+        h.rounds[server_round - 1].add_training("b", 0.5, 30)
+    run = describe_run(
+        RunConfig.from_mapping({"num-rounds": "2", "strategy": "fedyogi"})
+    )
+    write_results(tmp_path, history=h, weights=[np.ones(2)], run=run)
+    card = (tmp_path / "model-card.md").read_text()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "Status: **complete**, 2 of 2 rounds." in card
+    assert run["data_schema_fingerprint"][:16] in card
+    assert "Strategy fedyogi, 2 rounds" in card
+    assert "Epsilon spent in this run: a 0.600; largest 0.600." in card
+    assert "Trained without DP: b." in card
+    assert "SecAgg+): off" in card
+    assert "| a | 10 | 10 | 0.7000 | - | 0.7000 |" in card  # NaN AUC shown as -
+    mean = metrics["final"]["mean"]["accuracy"]
+    assert f"| *mean* | | | {mean:.4f} |" in card
+    assert "no validation split" in card.lower()
+
+
+def test_a_run_without_rounds_still_has_a_card(tmp_path):
+    write_results(
+        tmp_path,
+        history=RunHistory(),
+        weights=None,
+        run={},
+        status="failed",
+        reason="round 1 (train) failed",
+    )
+    card = (tmp_path / "model-card.md").read_text()
+    assert "**failed**, 0 of None rounds (round 1 (train) failed)" in card
+    assert "No round completed." in card

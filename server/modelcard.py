@@ -1,0 +1,171 @@
+"""``model-card.md``: what a run's model is, how it was trained, what it scored.
+
+This module owns the model card every results directory carries
+(:func:`model_card`), written from the same dictionary as ``metrics.json``
+so the two never disagree: the task (schema and its fingerprint, model,
+label kind), the data each hospital trained and was tested on (counts
+only), the strategy and rounds, privacy (DP-SGD's epsilon per hospital and
+delta, or its absence; SecAgg+ on or off), the metrics per hospital on its
+own test split, and the limits a reader must know. Numbers are copied, not
+recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+CARD_FILE = "model-card.md"
+
+_LIMITS = (
+    "Metrics are each hospital's own held-out test split, scored by the "
+    "hospital; they are not covered by differential privacy.",
+    "There is no validation split: settings chosen by comparing these test "
+    "scores make them optimistic.",
+    "The model has seen only these hospitals' patients; it may not transfer "
+    "to another case mix, and per-hospital scores differ (see the table).",
+    "Differential privacy bounds what the model updates reveal about any one "
+    "training record, at the epsilon shown; it does not make the model fair "
+    "or correct.",
+)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _scores(final: Mapping[str, Any]) -> list[str]:
+    evaluate: Mapping[str, Mapping[str, Any]] = final.get("evaluate") or {}
+    train: Mapping[str, Mapping[str, Any]] = final.get("train") or {}
+    names = [
+        k
+        for k in ("accuracy", "auc", "macro_f1", "rmse", "mae", "loss")
+        if any(k in row for row in evaluate.values())
+    ]
+    lines = [
+        "| hospital | training rows | test rows | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for hospital in sorted(set(evaluate) | set(train)):
+        scores = evaluate.get(hospital, {})
+        counts = (
+            train.get(hospital, {}).get("num_examples"),
+            scores.get("num_examples"),
+        )
+        cells = [_fmt(None if c is None else int(c)) for c in counts]
+        cells += [_fmt(scores.get(k)) for k in names]
+        lines.append(f"| {hospital} | " + " | ".join(cells) + " |")
+    for label in ("weighted", "mean"):
+        row = final.get(label) or {}
+        if row:
+            cells = [_fmt(row.get(k)) for k in names]
+            lines.append(f"| *{label}* | | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _privacy(run: Mapping[str, Any], privacy: Mapping[str, Any]) -> list[str]:
+    spent: Mapping[str, float] = privacy.get("epsilon") or {}
+    targets = privacy.get("targets") or {}
+    lines = []
+    if spent:
+        delta = targets.get("delta")
+        lines.append(
+            "- Record-level DP-SGD at each hospital (its own budget, enforced by "
+            "its own ledger). Epsilon spent in this run"
+            + (f" (delta {delta:g})" if delta else "")
+            + ": "
+            + ", ".join(f"{h} {e:.3f}" for h, e in sorted(spent.items()))
+            + f"; largest {privacy.get('max_epsilon', 0):.3f}."
+        )
+    non_private = privacy.get("non_private") or []
+    if non_private:
+        lines.append(f"- Trained without DP: {', '.join(non_private)}.")
+    if not spent and not non_private:
+        lines.append("- No record-level differential privacy.")
+    secagg = run.get("secure_aggregation")
+    lines.append(
+        "- Secure aggregation (SecAgg+): "
+        + (
+            f"on ({secagg['num_shares']} shares, reconstruction threshold "
+            f"{secagg['reconstruction_threshold']}): the coordinator saw only sums."
+            if secagg
+            else "off: the coordinator saw each hospital's update."
+        )
+    )
+    return lines
+
+
+def model_card(metrics: Mapping[str, Any]) -> str:
+    """The model card of a run, from its ``metrics.json`` content.
+
+    Parameters
+    ----------
+    metrics : Mapping
+        What :func:`~hospfed.server.results.write_results` writes to
+        ``metrics.json``.
+
+    Returns
+    -------
+    str
+        Markdown.
+
+    """
+    run: Mapping[str, Any] = metrics.get("run") or {}
+    model: Mapping[str, Any] = run.get("model") or {}
+    train: Mapping[str, Any] = run.get("train") or {}
+    hidden = model.get("hidden") or []
+    lines = [
+        f"# Model card: {run.get('title', 'hospfed run')}",
+        "",
+        f"Status: **{metrics.get('status')}**, {metrics.get('completed_rounds')} of "
+        f"{metrics.get('planned_rounds')} rounds"
+        + (f" ({metrics['reason']})" if metrics.get("reason") else "")
+        + ".",
+        "",
+        "## Task and model",
+        "",
+        f"- Data contract: {run.get('data_schema')} (fingerprint "
+        f"`{str(run.get('data_schema_fingerprint', ''))[:16]}`).",
+        f"- Model: {model.get('input_dim')} inputs, hidden layers "
+        f"{', '.join(map(str, hidden)) or 'none'}"
+        + (f" ({model.get('activation')})" if hidden else "")
+        + f", {model.get('output')} output"
+        + (
+            f" ({model.get('num_classes')} classes)"
+            if model.get("output") == "multiclass"
+            else ""
+        )
+        + f"; initialisation {run.get('initialisation', '-')}.",
+        "",
+        "## Training",
+        "",
+        f"- Strategy {run.get('strategy')}, {run.get('num_rounds')} rounds, at "
+        f"least {run.get('min_hospitals')} hospitals per round, "
+        f"seed {run.get('seed')}.",
+        f"- Each round at each hospital: {train.get('local_steps')} local steps of "
+        f"{train.get('optimizer')}, batch {train.get('batch_size')}, learning rate "
+        f"{train.get('learning_rate')}.",
+        "",
+        "## Privacy",
+        "",
+        *_privacy(run, metrics.get("privacy") or {}),
+        "",
+        "## Results (last completed round)",
+        "",
+    ]
+    final = metrics.get("final")
+    lines += _scores(final) if final else ["No round completed."]
+    lines += ["", "## Known limits", "", *(f"- {limit}" for limit in _LIMITS), ""]
+    versions = run.get("versions") or {}
+    if versions:
+        lines += [
+            "## Software",
+            "",
+            ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+            "",
+        ]
+    return "\n".join(lines)
