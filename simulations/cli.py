@@ -84,6 +84,13 @@ def heart(
     local_steps: Annotated[
         int, typer.Option(min=1, help="Local SGD steps per hospital per round.")
     ] = 100,
+    hidden: Annotated[
+        str,
+        typer.Option(
+            help="Hidden layer widths, e.g. 64,32 [default: none: logistic "
+            "regression, FLamby's model]."
+        ),
+    ] = "",
     epsilon: Annotated[
         float | None,
         typer.Option(

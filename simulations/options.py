@@ -211,6 +211,7 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
             "seed": values["seed"],
             "min-hospitals": values["min_hospitals"],
             "local-steps": values["local_steps"],
+            "model-hidden": values.get("hidden") or "",
             "out-dir": str(out),
             "secure-aggregation": secure,
         }
@@ -288,6 +289,7 @@ def _resume(values: dict[str, Any], explicit: set[str]) -> Checkpoint:
             "seed": identity["seed"],
             "min_hospitals": identity["min_hospitals"],
             "local_steps": identity["train"]["local_steps"],
+            "hidden": ",".join(map(str, identity["model"]["hidden"])),
             "backend": sim["backend"],
             "epsilon": privacy.get("epsilon"),
             "delta": privacy.get("delta", values["delta"]),

@@ -29,6 +29,7 @@ DEFAULTS = {
     "min_hospitals": 4,
     "backend": "keras",
     "local_steps": 100,
+    "hidden": "",
     "epsilon": None,
     "delta": 1e-3,
     "clip_norm": 1.0,
@@ -122,14 +123,29 @@ def test_an_unfinished_run_that_cannot_be_resumed_may_be_replaced(tmp_path):
     assert plan(out=tmp_path, epsilon=1.0).out_dir == tmp_path
 
 
+def test_hidden_layers_are_a_flag(tmp_path):
+    assert plan(out=tmp_path / "a").config.model.hidden == ()
+    assert plan(out=tmp_path / "b", hidden="64,32").config.model.hidden == (64, 32)
+    for bad in ("64,x", "0", "64,,32"):
+        with pytest.raises(ConfigError, match="model-hidden"):
+            plan(out=tmp_path / "c", hidden=bad)
+
+
 def test_a_resume_takes_the_runs_own_settings(tmp_path):
     simulated_checkpoint(
-        tmp_path, strategy="fedyogi", seed=3, rounds=6, local_steps=7, backend="mixed"
+        tmp_path,
+        strategy="fedyogi",
+        seed=3,
+        rounds=6,
+        local_steps=7,
+        backend="mixed",
+        hidden="5,3",
     )
     resumed = plan(resume=tmp_path)
     config = resumed.config
     assert (config.strategy, config.seed, config.num_rounds) == ("fedyogi", 3, 6)
     assert (config.train.local_steps, resumed.backend, resumed.done) == (7, "mixed", 1)
+    assert config.model.hidden == (5, 3)
     assert resumed.out_dir == tmp_path
     assert plan(resume=tmp_path, rounds=9).config.num_rounds == 9
 
