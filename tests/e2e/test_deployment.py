@@ -222,17 +222,20 @@ def test_a_run_completes_over_tls_with_node_auth_secagg_and_dp(consortium):
 
 
 def test_a_hospital_refuses_an_app_that_is_not_hospfeds(consortium, tmp_path):
-    """A coordinator submitting its own ClientApp code: every hospital refuses."""
+    """A run whose Flower app ships code of its own: every hospital refuses.
+
+    The app names hospfed's ClientApp, so without the guard the run would
+    train normally; only the guard can make it fail.
+    """
     from hospfed.server.control import Control
 
     app = tmp_path / "foreign"
     app.mkdir()
     ours = (consortium.state / "app" / "pyproject.toml").read_text()
-    foreign = ours.replace('name = "hospfed-run"', 'name = "foreign-run"')
     (app / "pyproject.toml").write_text(
-        foreign.replace('"hospfed.client.app:app"', '"evil:app"')
+        ours.replace('name = "hospfed-run"', 'name = "foreign-run"')
     )
-    (app / "evil.py").write_text("import os\napp = None\n")
+    (app / "hospfed_patch.py").write_text("import os\n")
     out = tmp_path / "out"
     control = Control(consortium.state / "flwr")
     run_id = control.start_run(
@@ -245,8 +248,10 @@ def test_a_hospital_refuses_an_app_that_is_not_hospfeds(consortium, tmp_path):
     )
     assert control.run_status(run_id)["status"] == "finished:failed"
     reason = json.loads((out / "metrics.json").read_text())["reason"]
-    assert "runs only hospfed.client.app:app" in reason
-    assert "'evil:app'" in reason
+    assert "round 1 (train) failed: received 0 results" in reason
+    for name in HOSPITALS:  # each hospital says why, in its own log
+        log = (consortium.site(name) / "state" / "supernode.log").read_text()
+        assert "ships files of its own (hospfed_patch.py)" in log
 
 
 def test_the_control_api_is_not_on_the_public_port(consortium):
