@@ -220,8 +220,19 @@ class HospitalDataset:
 
 
 def load_hospital_data(settings: NodeSettings) -> HospitalDataset:
-    """Load the prepared dataset named by ``settings`` (cached per process)."""
+    """Load the prepared dataset named by ``settings`` (cached per process).
+
+    For a process that lives as long as Flower's per-message ClientApp or a
+    simulation; the long-lived hospital process uses
+    :func:`read_hospital_data`, which keeps no copy (its warm worker drops
+    the decrypted data when idle).
+    """
     return _load(settings)
+
+
+def read_hospital_data(settings: NodeSettings) -> HospitalDataset:
+    """Load the prepared dataset named by ``settings``, keeping no copy."""
+    return _load.__wrapped__(settings)
 
 
 @functools.cache

@@ -28,7 +28,7 @@ from pathlib import Path
 import filelock
 
 from hospfed.client.appguard import GUARD_DIR
-from hospfed.client.data import NodeSettings, load_hospital_data
+from hospfed.client.data import NodeSettings, read_hospital_data
 from hospfed.client.worker import WORKER_SOCKET_KEY, Worker
 from hospfed.common.daemons import (
     Child,
@@ -187,7 +187,7 @@ def run_node(options: NodeOptions, state_dir: Path) -> int:
 
 
 def _run_locked(options: NodeOptions, state_dir: Path) -> int:
-    dataset = load_hospital_data(options.settings)  # fails here, not mid-run
+    dataset = read_hospital_data(options.settings)  # fails here, not mid-run
     hospital = options.settings.hospital
     rows = len(dataset.data.y_train) + len(dataset.data.y_test)
     log = state_dir / LOG_NAME

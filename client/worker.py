@@ -270,10 +270,10 @@ class Worker:
 
     def _client(self, run: str) -> Any:
         from hospfed.client.app import HospitalClient
-        from hospfed.client.data import load_hospital_data
+        from hospfed.client.data import read_hospital_data
 
         if self._dataset is None:
-            self._dataset = load_hospital_data(self.settings)
+            self._dataset = read_hospital_data(self.settings)
             LOG.info("worker: dataset loaded")
         if run not in self._clients:
             self._clients = {run: HospitalClient(self._dataset, self.settings, run)}

@@ -209,3 +209,18 @@ def test_missing_or_unreadable_raw_exports_are_clear_errors(tmp_path):
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(DataError, match="is not a file"):
         read_raw_export(tmp_path / "folder.csv", FED_HEART_RAW_SCHEMA)
+
+
+def test_the_long_lived_process_reads_without_keeping_a_copy(tmp_path):
+    """hospfed-client start and its worker: the decrypted data is theirs to drop."""
+    from hospfed.client.data import _load, read_hospital_data
+
+    _, out, _ = prepared(tmp_path, hospital_raw_export("switzerland", seed=1))
+    settings = NodeSettings(
+        hospital="switzerland", data=out, key_file=tmp_path / "site.key"
+    )
+    before = _load.cache_info().currsize
+    first, second = read_hospital_data(settings), read_hospital_data(settings)
+    assert first is not second
+    assert _load.cache_info().currsize == before
+    np.testing.assert_array_equal(first.data.x_train, second.data.x_train)

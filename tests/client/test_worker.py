@@ -134,3 +134,24 @@ def test_no_worker_is_a_clear_error(tmp_path):
         WorkerClient(tmp_path / "none", "r").evaluate(
             initial_weights(SPEC, 0), _config()
         )
+
+
+def test_an_idle_worker_keeps_no_reference_to_the_decrypted_data(tmp_path):
+    import gc
+    import weakref
+
+    dataset = _dataset()
+    alive = weakref.ref(dataset)
+    idle = Worker(_settings(), tmp_path / "sock", idle_seconds=0.4)
+    idle.preload(dataset)
+    idle.start()
+    try:
+        WorkerClient(idle.path, "run-1").evaluate(initial_weights(SPEC, 0), _config())
+        del dataset
+        deadline = time.monotonic() + 10
+        while idle.loaded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        gc.collect()
+        assert alive() is None  # nothing (no cache either) holds it any more
+    finally:
+        idle.stop()
