@@ -197,12 +197,21 @@ def _shape_findings(
         ):
             continue
         free_text = column is not None and column.role == "free_text"
-        tasks.append(partial(_column_findings, frame[name], str(name), free_text))
+        names = column is None or column.reviewed is None
+        tasks.append(
+            partial(_column_findings, frame[name], str(name), free_text, names=names)
+        )
     return [finding for found in _in_parallel(tasks) for finding in found]
 
 
-def _column_findings(values: pd.Series, name: str, free_text: bool) -> list[Finding]:
-    """Findings in one column: each distinct value scanned, counted per kind."""
+def _column_findings(
+    values: pd.Series, name: str, free_text: bool, *, names: bool = True
+) -> list[Finding]:
+    """Findings in one column: each distinct value scanned, counted per kind.
+
+    ``names=False``: a typed column marked ``reviewed`` in the schema; its
+    person and place names are not flagged (see ``ResidualScanner.value``).
+    """
     dtype = values.dtype
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         return []
@@ -218,7 +227,7 @@ def _column_findings(values: pd.Series, name: str, free_text: bool) -> list[Find
         elif free_text:
             kind = check.free_text(str(value))
         else:
-            kind = check.value(str(value))
+            kind = check.value(str(value), names=names)
         if kind is not None:
             kinds[code] = kind
     findings = []

@@ -205,10 +205,16 @@ class ResidualScanner:
         plain = _TAG.sub(f" {_HOLE} ", text)
         return self._shapes(plain) or self._two_part_dates(plain) or self._words(plain)
 
-    def value(self, text: str) -> str | None:
-        """The first kind of identifier found in a kept typed value, if any."""
+    def value(self, text: str, *, names: bool = True) -> str | None:
+        """The first kind of identifier found in a kept typed value, if any.
+
+        With ``names=False`` (a column the schema marks ``reviewed``: its
+        values were judged not to identify anyone, site or drug names say)
+        person and place names are not flagged; digit shapes, contacts,
+        dates and ages still are.
+        """
         plain = _normalised(text)
-        return self._shapes(plain) or self._person_or_place(plain)
+        return self._shapes(plain) or (self._person_or_place(plain) if names else None)
 
     def number(self, value: float) -> str | None:
         """Whether a kept number looks like an identifier (7 digits or more)."""

@@ -206,7 +206,10 @@ class Column:
         value per row; values shaped like SSNs, phone numbers, ZIP codes,
         ``yyyymmdd`` dates or ages over 89) is not one. Without it such a
         column is refused; with it the column is kept and the reason is
-        repeated in the prepare report. Never put a patient value in it.
+        repeated in the prepare report. It also lets the column's person
+        and place names pass the residual check (a column of the
+        consortium's site names); digit shapes, contacts, dates and ages in
+        it are still refused. Never put a patient value in it.
 
     Raises
     ------

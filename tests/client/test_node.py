@@ -134,3 +134,15 @@ def test_start_fails_before_connecting_when_the_dataset_is_missing(tmp_path):
     assert done.stderr.startswith("hospfed-client: error:")
     assert "missing" in done.stderr
     assert not (tmp_path / "state" / "supernode.log").exists()
+
+
+def test_a_pytorch_hospital_process_never_imports_tensorflow():
+    """What hospfed-client start and its per-message ClientApp load (torch backend)."""
+    code = (
+        "import sys, hospfed.client.node, hospfed.client.worker, hospfed.client.app;"
+        "import hospfed.client.appguard;"
+        "import hospfed.client.backends.torch_backend;"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported';"
+        "assert 'keras' not in sys.modules, 'keras imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

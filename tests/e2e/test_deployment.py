@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from hospfed.common.daemons import free_loopback_port
+from hospfed.common.protocol import METRIC_WHITELIST
 from hospfed.simulations.processes import descendants, is_alive
 
 pytestmark = pytest.mark.e2e
@@ -209,6 +210,15 @@ def test_a_run_completes_over_tls_with_node_auth_secagg_and_dp(consortium):
     assert set(metrics["privacy"]["epsilon"]) == set(HOSPITALS)
     assert 0 < metrics["privacy"]["max_epsilon"] <= 8
     assert (out / "model.npz").exists()
+    for name in HOSPITALS:  # what each hospital's policy let out: arrays, scalars
+        log = consortium.site(name) / "state" / "audit.jsonl"
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        assert {e["type"] for e in entries} == {"train", "evaluate"}
+        for entry in entries:
+            assert set(entry["metrics"]) <= METRIC_WHITELIST
+            shapes = [tuple(a["shape"]) for a in entry["arrays"]]
+            assert shapes in ([], [(13, 1), (1,)])
+            assert {a["dtype"] for a in entry["arrays"]} <= {"float32"}
     for name in HOSPITALS:  # each hospital recorded what it sent, untampered
         check = cli(
             "hospfed-client",
@@ -406,6 +416,26 @@ def test_after_a_daemon_crash_run_resume_finishes_from_the_checkpoint(consortium
         resumed_rounds = list(runs.values())[-1]
         assert min(resumed_rounds) == done + 1, (name, runs)
         assert max(resumed_rounds) == 3
+
+
+def test_a_revoked_hospital_can_no_longer_connect(consortium):
+    unknown = cli(
+        "hospfed-server", "revoke", "va", "--state", consortium.state, check=False
+    )
+    assert unknown.returncode == 2 and "not an admitted hospital" in unknown.stderr
+    done = cli("hospfed-server", "revoke", "hungary", "--state", consortium.state)
+    assert "revoked hungary" in done.stdout
+    listing = json.loads(
+        cli("hospfed-server", "hospitals", "--state", consortium.state).stdout
+    )
+    assert {r["hospital"]: r["status"] for r in listing}["hungary"] == "revoked"
+    old = consortium.hospitals.pop("hungary")
+    old.send_signal(signal.SIGTERM)
+    old.wait(timeout=60)
+    again = consortium.start_hospital("hungary")
+    assert again.wait(timeout=120) == 1  # the SuperLink refuses its key now
+    log = (consortium.site("hungary") / "state" / "supernode.log").read_text()
+    assert "2004" in log or "Failed to activate" in log
 
 
 def test_sigterm_stops_every_process_cleanly(consortium):

@@ -311,3 +311,10 @@ def test_a_killed_daemons_leftover_file_does_not_count(tmp_path):
     state = StateDir.at(tmp_path)
     state.info.write_text(json.dumps({"pid": 2**22 + 12345}))
     assert read_info(state) is None
+
+
+def test_a_run_config_file_that_is_not_toml_is_refused(tmp_path):
+    bad = tmp_path / "run.toml"
+    bad.write_text("num-rounds = \n")
+    done = _server("run", "--state", tmp_path / "s", "--config", bad)
+    assert done.returncode == 2 and "not valid TOML" in done.stderr

@@ -91,3 +91,33 @@ def test_a_place_overlapping_a_false_match_is_scrubbed_or_refused_in_any_note():
     except IdentifierLeakError:
         return
     assert "walla walla" not in out["note"][0].lower()
+
+
+def _sites(reviewed=None):
+    return DatasetSchema(
+        "sites-raw",
+        1,
+        (
+            Column("site", "string", reviewed=reviewed),
+            Column("outcome", "int", "label"),
+        ),
+        "outcome",
+    )
+
+
+def test_place_names_in_a_reviewed_column_pass_and_identifiers_still_do_not():
+    """A kept column of the consortium's site names: the reviewer's call."""
+    frame = pd.DataFrame(
+        {
+            "site": ["Cleveland", "Springfield", "Cleveland", "Hungary"],
+            "outcome": [0, 1, 0, 1],
+        }
+    )
+    assert scan_residual_identifiers(frame, _sites())  # a person or place name
+    reviewed = _sites("the consortium's public site names, not the patients'")
+    assert scan_residual_identifiers(frame, reviewed) == []
+    out, _ = deidentify_checked(frame, reviewed, SECRETS, k=1)
+    assert list(out["site"]) == list(frame["site"])
+    leaky = frame.assign(site=["Cleveland", "123-45-6789", "Cleveland", "Hungary"])
+    with pytest.raises(IdentifierLeakError, match="column 'site'"):
+        deidentify_checked(leaky, reviewed, SECRETS, k=1)
