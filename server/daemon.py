@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -180,6 +181,11 @@ def serve(state: StateDir, certs: CertPaths | None, host: str, port: int) -> int
             f"another hospfed-server is running on {state.root} (lock {state.lock})"
         ) from None
     try:
+        public = _bind_public(host, port)
+    except BaseException:
+        lock.release()
+        raise
+    try:
         internal = free_loopback_port()
         write_flwr_home(state.flwr_home, internal, certs.ca if certs else None)
         with Signals() as signals:
@@ -211,7 +217,7 @@ def serve(state: StateDir, certs: CertPaths | None, host: str, port: int) -> int
                     flush=True,
                 )
                 if signals.received is None:
-                    server.run()
+                    server.run(sockets=[public])
             finally:
                 link.stop()
                 state.info.unlink(missing_ok=True)
@@ -230,7 +236,27 @@ def serve(state: StateDir, certs: CertPaths | None, host: str, port: int) -> int
                 return 1
             return 0
     finally:
+        public.close()
         lock.release()
+
+
+def _bind_public(host: str, port: int) -> socket.socket:
+    """Bind the public address first: a taken port fails before anything starts.
+
+    Raises
+    ------
+    ConfigError
+        Naming the address and the system's reason.
+
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): is another "
+            "daemon running there? choose another --port or --host"
+        ) from None
 
 
 def _watch(link: Child, server: object) -> threading.Event:

@@ -318,3 +318,24 @@ def test_a_run_config_file_that_is_not_toml_is_refused(tmp_path):
     bad.write_text("num-rounds = \n")
     done = _server("run", "--state", tmp_path / "s", "--config", bad)
     assert done.returncode == 2 and "not valid TOML" in done.stderr
+
+
+def test_a_taken_port_fails_before_the_superlink_starts(tmp_path):
+    make_certs(tmp_path / "certs", ["a.test"])
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = _server(
+            "start",
+            "--state",
+            tmp_path / "s",
+            "--certs",
+            tmp_path / "certs",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert not (tmp_path / "s" / "superlink.log").exists()
+    assert not (tmp_path / "s" / "daemon.json").exists()
