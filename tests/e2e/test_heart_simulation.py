@@ -94,7 +94,10 @@ def test_a_round_with_a_failed_hospital_fails_the_command_loudly(tmp_path):
     assert "Traceback" not in done.stderr
     assert "Traceback" not in done.stdout
     # Nothing was learned, so no model; but the run says why it failed.
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "metrics.json",
+        "model-card.md",
+    ]
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (metrics["status"], metrics["completed_rounds"]) == ("failed", 0)
     assert metrics["reason"].startswith("round 1 (train) failed")
@@ -147,7 +150,10 @@ def test_mixed_private_federation_spends_its_budget_once(tmp_path):
     last = second.stderr.splitlines()[-1]
     assert last.startswith("hospfed-sim: error: round 1 (train) failed")
     assert "privacy budget: epsilon" in last and "this hospital declines it" in last
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "metrics.json",
+        "model-card.md",
+    ]
     failed = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert failed["status"] == "failed" and failed["completed_rounds"] == 0
     declined = failed["privacy"]["declined"]

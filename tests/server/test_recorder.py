@@ -64,6 +64,7 @@ def test_every_round_is_checkpointed_and_an_interruption_is_marked(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint.npz",
         "metrics.json",
+        "model-card.md",
         "model.npz",
     ]
     play_round(guard, 2, -0.25)
@@ -104,7 +105,10 @@ def test_a_resumed_run_continues_the_history_without_gaps(tmp_path):
 def test_a_run_that_fails_before_any_round_records_only_why(tmp_path):
     _, recorder = start(tmp_path, strategy="fedavg")
     recorder.finish("failed", "round 1 (train) failed: received 0 results")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "metrics.json",
+        "model-card.md",
+    ]
     assert metrics(tmp_path)["completed_rounds"] == 0
     recorder.finish("interrupted", "SIGINT")  # nothing learned, nothing new
 
