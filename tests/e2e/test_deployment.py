@@ -132,14 +132,8 @@ def _wait(condition, what: str, timeout: float = 90.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
-    root = tmp_path_factory.mktemp("consortium")
-    cli(
-        "hospfed-server", "certs", "--out", root / "certs", "--host", "coordinator.test"
-    )
-    port = free_loopback_port()
-    daemon = subprocess.Popen(
+def _start_daemon(root: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             str(BIN / "hospfed-server"),
             "start",
@@ -156,6 +150,16 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
         stderr=(root / "daemon.err").open("ab"),
         start_new_session=True,
     )
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
+    root = tmp_path_factory.mktemp("consortium")
+    cli(
+        "hospfed-server", "certs", "--out", root / "certs", "--host", "coordinator.test"
+    )
+    port = free_loopback_port()
+    daemon = _start_daemon(root, port)
     group = Consortium(root, port, daemon)
     try:
         _wait((root / "state" / "daemon.json").exists, "the daemon", 60)
@@ -375,23 +379,7 @@ def test_after_a_daemon_crash_run_resume_finishes_from_the_checkpoint(consortium
     assert run.wait(timeout=120) != 0  # the coordinator's command says it failed
     done = _rounds_done(out)
     assert 1 <= done < 3
-    consortium.daemon = subprocess.Popen(
-        [
-            str(BIN / "hospfed-server"),
-            "start",
-            "--state",
-            str(consortium.state),
-            "--certs",
-            str(consortium.root / "certs"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(consortium.port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(consortium.root / "daemon.err").open("ab"),
-        start_new_session=True,
-    )
+    consortium.daemon = _start_daemon(consortium.root, consortium.port)
     _wait(lambda: consortium.online() == set(HOSPITALS), "hospitals reconnected", 180)
     resumed = cli(
         "hospfed-server",
