@@ -202,6 +202,14 @@ def run_federation(
         status, error = "interrupted", exc
     except HospfedError as exc:
         status, error = "failed", exc
+    except (SystemExit, KeyboardInterrupt):  # Flower ends a stopped run so
+        if recorder is not None:
+            recorder.finish(
+                "interrupted",
+                f"the run was stopped during round {guard.completed_rounds + 1} "
+                "(hospfed-server run interrupted, or flwr stop)",
+            )
+        raise
     except BaseException as exc:
         if recorder is not None:
             recorder.finish("failed", f"{type(exc).__name__}: {exc}")

@@ -371,6 +371,24 @@ def test_a_hospital_killed_mid_run_leaves_the_round_to_the_other_two(consortium)
     _wait(lambda: consortium.online() == set(HOSPITALS), "switzerland back", 120)
 
 
+def test_ctrl_c_on_run_stops_the_run_and_keeps_its_rounds(consortium):
+    run, out = _submit(consortium, "num-rounds=3", "min-hospitals=3", "local-steps=10")
+    _wait(lambda: _rounds_done(out) >= 1, "round 1", 300)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130
+    assert "stopped (signal 2)" in stderr
+    _wait(
+        lambda: json.loads((out / "metrics.json").read_text())["status"] != "running",
+        "the ServerApp to record the stop",
+        120,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted", metrics["reason"]
+    assert "the run was stopped" in metrics["reason"]
+    assert metrics["completed_rounds"] >= 1
+
+
 def test_after_a_daemon_crash_run_resume_finishes_from_the_checkpoint(consortium):
     run, out = _submit(consortium, "num-rounds=3", "min-hospitals=3", "local-steps=10")
     _wait(lambda: _rounds_done(out) >= 1, "round 1", 300)
