@@ -48,6 +48,8 @@ LOG = logging.getLogger("hospfed.client.worker")
 WORKER_SOCKET_KEY = "worker-socket"
 """The node-config key naming the worker's socket."""
 MAX_FRAME = 1 << 30
+_IO_TIMEOUT = 120.0
+"""Seconds a peer may take to send its request or read the reply."""
 _HEADER = struct.Struct("!IQ")
 _ERRORS: dict[str, type[HospfedError]] = {
     name: cls
@@ -220,6 +222,7 @@ class Worker:
             except OSError:
                 return  # closed
             with conn:
+                conn.settimeout(_IO_TIMEOUT)  # a silent peer cannot hold the worker
                 if _peer_uid(conn) != os.getuid():
                     LOG.warning("worker: refused a connection from another user")
                     continue
@@ -228,7 +231,7 @@ class Worker:
     def _serve(self, conn: socket.socket) -> None:
         try:
             header, arrays = recv_frame(conn)
-        except (ConnectionError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # closed, malformed, or timed out
             LOG.warning("worker: a malformed request (%s)", type(exc).__name__)
             return
         with self._lock:

@@ -155,3 +155,16 @@ def test_an_idle_worker_keeps_no_reference_to_the_decrypted_data(tmp_path):
         assert alive() is None  # nothing (no cache either) holds it any more
     finally:
         idle.stop()
+
+
+def test_a_silent_peer_does_not_hold_the_worker(worker, monkeypatch):
+    import hospfed.client.worker as module
+
+    monkeypatch.setattr(module, "_IO_TIMEOUT", 0.5)
+    with socket.socket(socket.AF_UNIX) as silent:
+        silent.connect(str(worker.path))
+        time.sleep(1.5)  # says nothing: the worker gives up on it
+        loss, count, _ = WorkerClient(worker.path, "run-1").evaluate(
+            initial_weights(SPEC, 0), _config()
+        )
+    assert count == 16 and loss > 0
