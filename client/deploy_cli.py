@@ -7,6 +7,7 @@ unit in the README). See :mod:`hospfed.client.node`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -109,7 +110,10 @@ def start(
         idle_seconds=idle_evict,
     )
     if insecure:
-        print("hospfed-client: WARNING: --insecure: no TLS, no node authentication")
+        print(
+            "hospfed-client: WARNING: --insecure: no TLS, no node authentication",
+            file=sys.stderr,
+        )
     return run_node(options, state)
 
 
