@@ -17,6 +17,7 @@ this process with its exit code and the log's path.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import shutil
 import sys
@@ -186,7 +187,18 @@ def run_node(options: NodeOptions, state_dir: Path) -> int:
         lock.release()
 
 
+def _log_to_stderr() -> None:
+    """The worker's events (data loaded, dropped when idle, refusals) on stderr."""
+    logger = logging.getLogger("hospfed.client")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def _run_locked(options: NodeOptions, state_dir: Path) -> int:
+    _log_to_stderr()
     dataset = read_hospital_data(options.settings)  # fails here, not mid-run
     hospital = options.settings.hospital
     rows = len(dataset.data.y_train) + len(dataset.data.y_test)
