@@ -25,11 +25,15 @@ from typing import Any
 
 from hospfed.common.daemons import Signals
 from hospfed.common.errors import EXIT_RUN_FAILED, ConfigError, HospfedError
-from hospfed.common.files import atomic_write
+from hospfed.common.files import atomic_write, atomic_write_many
 from hospfed.server.config import RunConfig
 from hospfed.server.daemon import RESUME_KEY, StateDir, read_info
+from hospfed.server.modelcard import CARD_FILE, model_card
+from hospfed.server.results import METRICS_FILE
 
 POLL_SECONDS = 2.0
+STOP_WAIT = 60.0
+"""Seconds to wait for Flower to end a stopped run before marking its results."""
 
 
 class RunError(HospfedError):
@@ -152,6 +156,7 @@ def submit_and_follow(
                 break
             if signals.received is not None:
                 control.stop_run(run_id)
+                _mark_stopped(control, run_id, out)
                 print(
                     f"hospfed-server: run {run_id} stopped (signal "
                     f"{signals.received}); {shown} rounds kept in {out}",
@@ -160,6 +165,37 @@ def submit_and_follow(
                 return signals.exit_code
             time.sleep(POLL_SECONDS)
     return _outcome(run_id, status, _metrics(out), out, echo)
+
+
+def _mark_stopped(control: Any, run_id: str, out: Path) -> None:
+    """After a stop, make sure the results say ``interrupted``.
+
+    The ServerApp records the stop itself when Flower ends it with an
+    exception; when Flower ends its process outright, ``metrics.json`` is
+    left saying ``running``. Once Flower reports the run finished (its
+    ServerApp is gone), that status is replaced here, atomically, with the
+    model card.
+    """
+    deadline = time.monotonic() + STOP_WAIT
+    while time.monotonic() < deadline:
+        if str(control.run_status(run_id).get("status", "")).startswith("finished"):
+            break
+        time.sleep(POLL_SECONDS / 2)
+    metrics = _metrics(out)
+    if metrics is None or metrics.get("status") != "running":
+        return
+    done = int(metrics.get("completed_rounds") or 0)
+    metrics["status"] = "interrupted"
+    metrics["reason"] = (
+        f"the run was stopped during round {done + 1} (hospfed-server run interrupted)"
+    )
+    atomic_write_many(
+        out,
+        {
+            METRICS_FILE: json.dumps(metrics, indent=2, allow_nan=False).encode(),
+            CARD_FILE: model_card(metrics).encode(),
+        },
+    )
 
 
 def _resumed_pairs(out: Path, overrides: dict[str, str]) -> dict[str, str]:

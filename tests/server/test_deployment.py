@@ -339,3 +339,26 @@ def test_a_taken_port_fails_before_the_superlink_starts(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert not (tmp_path / "s" / "superlink.log").exists()
     assert not (tmp_path / "s" / "daemon.json").exists()
+
+
+class _FinishedControl:
+    def run_status(self, run_id):
+        return {"status": "finished:stopped"}
+
+
+def test_a_stopped_run_whose_serverapp_was_killed_is_marked_interrupted(tmp_path):
+    import json
+
+    from hospfed.server.runs import _mark_stopped
+
+    running = {"status": "running", "reason": None, "completed_rounds": 2, "run": {}}
+    (tmp_path / "metrics.json").write_text(json.dumps(running))
+    _mark_stopped(_FinishedControl(), "7", tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"
+    assert "stopped during round 3" in metrics["reason"]
+    assert "**interrupted**" in (tmp_path / "model-card.md").read_text()
+    recorded = {"status": "interrupted", "reason": "by the ServerApp itself"}
+    (tmp_path / "metrics.json").write_text(json.dumps(recorded))
+    _mark_stopped(_FinishedControl(), "7", tmp_path)  # left as the ServerApp wrote it
+    assert json.loads((tmp_path / "metrics.json").read_text()) == recorded
