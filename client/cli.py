@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -63,7 +62,7 @@ from hospfed.common.datasets import (
 )
 from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.datasets.heart_export import hospital_raw_export, write_raw_export
-from hospfed.common.errors import DataError, HospfedError
+from hospfed.common.errors import DataError, HospfedError, raised_where
 
 PROG = "hospfed-client"
 app = make_app("The hospital side of hospfed: runs next to the hospital's data.")
@@ -93,11 +92,8 @@ def no_patient_values(command: str) -> Iterator[None]:
 
 
 def _unexpected(command: str, error: Exception) -> DataError:
-    frames = traceback.extract_tb(error.__traceback__)
-    last = frames[-1] if frames else None
-    where = "" if last is None else f" at {Path(last.filename).name}:{last.lineno}"
     return DataError(
-        f"{command} failed: unexpected {type(error).__name__}{where} (its "
+        f"{command} failed: unexpected {raised_where(error)} (its "
         "message is not shown: it may hold patient data); nothing was written. "
         "Please report this as a bug"
     )

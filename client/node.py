@@ -38,7 +38,8 @@ from hospfed.common.daemons import (
     flower_pairs,
     free_loopback_port,
 )
-from hospfed.common.errors import ConfigError, KeyFileError
+from hospfed.common.errors import ConfigError
+from hospfed.common.files import check_owner_only
 
 LOG_NAME = "supernode.log"
 LOCK_NAME = "node.lock"
@@ -94,12 +95,7 @@ class NodeOptions:
                 f"--node-key {self.node_key}: missing; make one with "
                 "`hospfed-client node-key --out DIR`; send node.pub to the coordinator"
             )
-        mode = self.node_key.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise KeyFileError(
-                f"{self.node_key} is readable by other users (mode {mode:o}): "
-                f"run `chmod 600 {self.node_key}`"
-            )
+        check_owner_only(self.node_key)
 
 
 def node_config(settings: NodeSettings, worker: Path | None = None) -> str:

@@ -39,7 +39,7 @@ from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
 from hospfed.common import errors
-from hospfed.common.errors import ConfigError, HospfedError
+from hospfed.common.errors import ConfigError, HospfedError, raised_where
 
 _PLAIN = (bool, int, float, str)
 """The instructions' values training reads (protocol keys); SecAgg+'s records
@@ -240,18 +240,9 @@ class Worker:
                 reply, out = self._run(header, arrays)
             except HospfedError as exc:
                 reply, out = {"error": str(exc), "type": type(exc).__name__}, []
-            except Exception as exc:
-                where = exc.__traceback__
-                while where is not None and where.tb_next is not None:
-                    where = where.tb_next
-                place = (
-                    f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}"
-                    if where
-                    else "?"
-                )
-                LOG.error("worker: %s at %s", type(exc).__name__, place)
-                reply = {"error": f"{type(exc).__name__} in the worker at {place}"}
-                out = []
+            except Exception as exc:  # it may quote data: its type and place only
+                LOG.error("worker: %s", raised_where(exc))
+                reply, out = {"error": f"{raised_where(exc)} in the worker"}, []
             self._last = time.monotonic()
         try:
             send_frame(conn, reply, out)

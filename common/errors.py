@@ -96,3 +96,18 @@ class PrivacyBudgetError(HospfedError):
 
 class LedgerError(DataError):
     """A privacy ledger is corrupt or belongs to other data; it is never reset."""
+
+
+def raised_where(error: BaseException) -> str:
+    """``TypeName at file.py:LINE``: an unexpected exception without its message.
+
+    A library's message may quote the data it choked on (a patient value);
+    its type and the line that raised it never do.
+    """
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(error.__traceback__)
+    last = frames[-1] if frames else None
+    where = "" if last is None else f" at {Path(last.filename).name}:{last.lineno}"
+    return f"{type(error).__name__}{where}"

@@ -187,3 +187,25 @@ def check_output_dir(path: Path, *, what: str = "output") -> None:
         for directory in reversed(created):
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+
+def check_owner_only(path: Path) -> None:
+    """Refuse a private file (a key) that group or others may read or write.
+
+    (The data key file has its own check on the open descriptor, in
+    ``client/vault/keys.py``, so that the file checked is the file read.)
+
+    Raises
+    ------
+    KeyFileError
+        Naming the mode and the ``chmod 600`` that fixes it.
+
+    """
+    from hospfed.common.errors import KeyFileError
+
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KeyFileError(
+            f"{path} is readable by other users (mode {mode:o}): "
+            f"run `chmod 600 {path}` and keep it private"
+        )

@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from hospfed.common.errors import ConfigError, KeyFileError
-from hospfed.common.files import create_new
+from hospfed.common.errors import ConfigError
+from hospfed.common.files import check_owner_only, create_new
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
@@ -73,24 +72,7 @@ class CertPaths:
                     f"{path} is missing: make the certificates with "
                     "`hospfed-server certs --out DIR --host NAME`"
                 )
-        check_private(self.server_key)
-
-
-def check_private(path: Path) -> None:
-    """Refuse a key file that users other than its owner may read or write.
-
-    Raises
-    ------
-    KeyFileError
-        If group or others have any permission on ``path``.
-
-    """
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise KeyFileError(
-            f"{path} is readable by other users (mode {mode:o}): "
-            f"run `chmod 600 {path}` and keep it private"
-        )
+        check_owner_only(self.server_key)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:

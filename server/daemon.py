@@ -34,7 +34,7 @@ from hospfed.common.daemons import (
 )
 from hospfed.common.errors import ConfigError
 from hospfed.common.files import atomic_write
-from hospfed.server.certs import CertPaths, check_private
+from hospfed.server.certs import CertPaths
 from hospfed.server.config import RUN_CONFIG_KEYS
 from hospfed.server.control import Control, write_flwr_home
 from hospfed.server.front import Upstream, make_front
@@ -314,4 +314,4 @@ def read_info(state: StateDir) -> dict[str, object] | None:
     return info
 
 
-__all__ = ["StateDir", "check_private", "read_info", "serve", "superlink_argv"]
+__all__ = ["StateDir", "read_info", "serve", "superlink_argv"]
