@@ -13,10 +13,12 @@ the path of its log. One daemon per state directory (a lock).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -181,6 +183,7 @@ def serve(state: StateDir, certs: CertPaths | None, host: str, port: int) -> int
             f"another hospfed-server is running on {state.root} (lock {state.lock})"
         ) from None
     try:
+        _end_stale_group(state)
         public = _bind_public(host, port)
     except BaseException:
         lock.release()
@@ -238,6 +241,34 @@ def serve(state: StateDir, certs: CertPaths | None, host: str, port: int) -> int
     finally:
         public.close()
         lock.release()
+
+
+def _end_stale_group(state: StateDir) -> None:
+    """End what a daemon killed outright left: Flower's processes in its group.
+
+    A SIGKILLed daemon cannot stop its SuperLink's process group; the
+    SuperLink dies with it (PDEATHSIG) but a ServerApp under it may live
+    on. Its ``daemon.json`` (still there, its pid dead: we hold the lock)
+    names the group; only processes of that group running Flower's
+    programs are killed.
+    """
+    try:
+        group = int(json.loads(state.info.read_text()).get("superlink_pid", 0))
+    except (FileNotFoundError, json.JSONDecodeError, ValueError, AttributeError):
+        return
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        flower = b"flwr" in command or b"flower" in command
+        if group > 1 and int(stat_fields[2]) == group and flower:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+    state.info.unlink(missing_ok=True)
 
 
 def _bind_public(host: str, port: int) -> socket.socket:

@@ -322,6 +322,13 @@ def test_a_hospital_given_the_wrong_ca_does_not_connect(consortium, tmp_path):
     assert "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "s" / "supernode.log").read_text()
 
 
+def _pgid(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _run_dirs(state: Path) -> set[Path]:
     return set((state / "runs").iterdir())
 
@@ -392,6 +399,7 @@ def test_after_a_daemon_crash_run_resume_finishes_from_the_checkpoint(consortium
     assert run.wait(timeout=120) != 0  # the coordinator's command says it failed
     done = _rounds_done(out)
     assert 1 <= done < 3
+    stale = json.loads((consortium.state / "daemon.json").read_text())["superlink_pid"]
     consortium.daemon = _start_daemon(consortium.root, consortium.port)
     _wait(lambda: consortium.online() == set(HOSPITALS), "hospitals reconnected", 180)
     resumed = cli(
@@ -405,6 +413,13 @@ def test_after_a_daemon_crash_run_resume_finishes_from_the_checkpoint(consortium
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after round {done}" in resumed.stdout
+    # the restart ended what the killed daemon's group left (its ServerApp)
+    left = [
+        p.name
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _pgid(p) == stale
+    ]
+    assert not left
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["completed_rounds"] == 3
     for name in HOSPITALS:  # no completed round was trained again
