@@ -30,6 +30,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import (
 from flwr.compat.common import recorddict_compat as compat
 
 from hospfed.client.backends import TrainingBackend, evaluate, get_backend
+from hospfed.client.central_dp import central_clipping
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
 from hospfed.client.outgoing import make_outgoing_policy
 from hospfed.client.privacy import HospitalPrivacy, ledger_mac_key
@@ -39,6 +40,7 @@ from hospfed.common.errors import (
     DataError,
     KeyFileError,
     PrivacyBudgetError,
+    SchemaError,
 )
 from hospfed.common.protocol import (
     Key,
@@ -46,7 +48,9 @@ from hospfed.common.protocol import (
     decode_round,
     decode_schema,
     decode_spec,
+    decode_task,
 )
+from hospfed.common.training import HospitalData
 
 
 def hospital_seed(run_seed: int, server_round: int, hospital: str) -> int:
@@ -77,8 +81,8 @@ class HospitalClient(NumPyClient):
     Parameters
     ----------
     dataset : HospitalDataset
-        The hospital's prepared train and test sets, and the schema they
-        were prepared under.
+        The hospital's prepared rows and the schema they were prepared
+        under; each round's task builds the model inputs from them.
     settings : NodeSettings
         Backend and privacy settings of this hospital.
     run : str
@@ -95,28 +99,49 @@ class HospitalClient(NumPyClient):
         self, dataset: HospitalDataset, settings: NodeSettings, run: str
     ) -> None:
         self.dataset = dataset
-        self.data = dataset.data
+        self.settings = settings
         self.backend_name = settings.backend
         self.run = run
-        self.privacy: HospitalPrivacy | None = None
-        if settings.privacy is not None and settings.state_dir is not None:
-            self.privacy = HospitalPrivacy(
+        self._privacy: dict[str, HospitalPrivacy] = {}
+
+    def _inputs(self, config: Mapping[str, Scalar]) -> HospitalData:
+        """The round's schema checked, then the inputs its task builds here."""
+        self.dataset.schema.check_matches(decode_schema(config))
+        task = decode_task(config)
+        try:
+            return self.dataset.inputs(task)
+        except (DataError, SchemaError) as exc:  # the coordinator names who failed
+            raise type(exc)(f"{self.dataset.hospital}: {exc}") from exc
+
+    def _privacy_for(self, data: HospitalData) -> HospitalPrivacy | None:
+        """The DP ledger guarding ``data`` (None: this hospital trains without DP).
+
+        The ledger is bound to the training set's fingerprint, so a task
+        that builds other training arrays from the same rows is refused by
+        it (fail closed) rather than given a fresh budget.
+        """
+        settings = self.settings
+        if settings.privacy is None or settings.state_dir is None:
+            return None
+        key = data.fingerprint()
+        if key not in self._privacy:
+            self._privacy[key] = HospitalPrivacy(
                 settings=settings.privacy,
                 state_dir=settings.state_dir,
-                dataset=self.data.fingerprint(),
+                dataset=key,
                 mac_key=ledger_mac_key(settings.key()),
                 receipt_dir=settings.data.parent,
             )
+        return self._privacy[key]
 
     def _backend(
-        self, config: Mapping[str, Scalar], parameters: NDArrays
+        self, config: Mapping[str, Scalar], parameters: NDArrays, data: HospitalData
     ) -> TrainingBackend:
-        self.dataset.schema.check_matches(decode_schema(config))
         spec = decode_spec(config)
-        if spec.input_dim != self.data.num_features:
+        if spec.input_dim != data.num_features:
             raise ConfigError(
-                f"{self.data.hospital}: the run's model takes {spec.input_dim} "
-                f"inputs but this hospital's data has {self.data.num_features}"
+                f"{data.hospital}: the run's model takes {spec.input_dim} "
+                f"inputs but this hospital's data has {data.num_features}"
             )
         backend = get_backend(self.backend_name, spec)
         backend.set_weights(list(parameters))
@@ -126,36 +151,39 @@ class HospitalClient(NumPyClient):
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         """Train the global model locally for one round."""
-        backend = self._backend(config, parameters)
+        data = self._inputs(config)
+        backend = self._backend(config, parameters, data)
         server_round, run_seed = decode_round(config)
-        seed = hospital_seed(run_seed, server_round, self.data.hospital)
+        seed = hospital_seed(run_seed, server_round, data.hospital)
         plan = decode_plan(config, seed=seed)
-        metrics: dict[str, Scalar] = {Key.HOSPITAL: self.data.hospital}
-        if self.privacy is None:
-            loss = backend.train(self.data.x_train, self.data.y_train, plan)
+        metrics: dict[str, Scalar] = {Key.HOSPITAL: data.hospital}
+        privacy = self._privacy_for(data)
+        if privacy is None:
+            loss = backend.train(data.x_train, data.y_train, plan)
             metrics[Key.TRAIN_LOSS] = loss
         else:
             try:
-                authorised = self.privacy.authorise(
+                authorised = privacy.authorise(
                     plan,
-                    num_examples=len(self.data.y_train),
+                    num_examples=len(data.y_train),
                     run=self.run,
                     server_round=server_round,
                 )
             except PrivacyBudgetError as exc:  # the coordinator names who declined
-                raise PrivacyBudgetError(f"{self.data.hospital}: {exc}") from exc
-            backend.train(self.data.x_train, self.data.y_train, plan, authorised.step)
+                raise PrivacyBudgetError(f"{data.hospital}: {exc}") from exc
+            backend.train(data.x_train, data.y_train, plan, authorised.step)
             metrics[Key.EPSILON] = authorised.epsilon_after
             metrics[Key.NOISE_MULTIPLIER] = authorised.step.noise_multiplier
-        return backend.get_weights(), len(self.data.y_train), metrics
+        return backend.get_weights(), len(data.y_train), metrics
 
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
         """Evaluate the global model on this hospital's test set."""
-        backend = self._backend(config, parameters)
-        result = evaluate(backend, self.data.x_test, self.data.y_test)
-        metrics: dict[str, Scalar] = {Key.HOSPITAL: self.data.hospital}
+        data = self._inputs(config)
+        backend = self._backend(config, parameters, data)
+        result = evaluate(backend, data.x_test, data.y_test)
+        metrics: dict[str, Scalar] = {Key.HOSPITAL: data.hospital}
         kind = backend.spec.output
         if kind == "binary":
             metrics |= {Key.ACCURACY: result.accuracy, Key.AUC: result.auc}
@@ -224,8 +252,14 @@ def make_client_app(resolve: SettingsResolver = settings_from_node_config) -> Cl
         return HospitalClient(dataset, settings, str(context.run_id)).to_client()
 
     # SecAgg+ is outermost: the policy checks and records the plain update,
-    # after the clipping-range check, before SecAgg+ masks it.
-    mods = [secure_aggregation, make_outgoing_policy(resolve), clipping_range_check]
+    # after the clipping-range check, before SecAgg+ masks it. Central DP's
+    # clipping is innermost: everything outside sees the clipped update.
+    mods = [
+        secure_aggregation,
+        make_outgoing_policy(resolve),
+        clipping_range_check,
+        central_clipping,
+    ]
     return ClientApp(client_fn=client_fn, mods=mods)
 
 

@@ -214,6 +214,9 @@ def check(
     hospital: Annotated[
         str | None, typer.Option(help="Name reported to the coordinator.")
     ] = None,
+    task: Annotated[
+        str, typer.Option(help="The learning task (built-in name or task file).")
+    ] = FED_HEART_TASK.name,
 ) -> None:
     """Load a prepared dataset exactly as training will; print counts only."""
     check_one_key(key, passphrase_env, names=KEY_FLAGS)
@@ -223,10 +226,17 @@ def check(
         key_file=key,
         passphrase_env=passphrase_env,
     )
+    learning_task = resolve_task(task)
     with no_patient_values("check"):
-        data = load_hospital_data(settings).data
+        data = load_hospital_data(settings).inputs(learning_task)
+    binary = learning_task.label.kind == "binary"
     table = Table(title=f"{data.hospital}: model inputs (no patient values shown)")
-    for column in ("split", "rows", "features", "label 1 share"):
+    for column in (
+        "split",
+        "rows",
+        "features",
+        "label 1 share" if binary else "label mean",
+    ):
         table.add_column(column)
     for split, x, y in (
         ("train", data.x_train, data.y_train),

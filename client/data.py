@@ -5,16 +5,16 @@ prepare``: an encrypted file (``data``) and the key that opens it (a key
 file, ``key-file``, or a passphrase in an environment variable,
 ``passphrase-env``). The file is decrypted in memory only; the schema it was
 prepared under travels inside it and is checked against the run's schema
-before any training. The rows are then turned into model inputs with
-FLamby's Fed-Heart-Disease protocol
-(:func:`~hospfed.common.datasets.heart.prepare_hospital`).
+before any training. The rows become model inputs only when a round says
+which learning task the run trains (:meth:`HospitalDataset.inputs`, built
+by :func:`~hospfed.client.features.build_inputs` and kept per task).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,9 @@ from hospfed.client.vault import (
     read_encrypted_frame,
 )
 from hospfed.common.config import get_choice
-from hospfed.common.datasets.heart import (
-    CLINICAL_COLUMNS,
-    DROPPED_COLUMNS,
-    prepare_hospital,
-)
 from hospfed.common.errors import ConfigError, DataError, SchemaError
 from hospfed.common.schema import DatasetSchema, loads_schema
+from hospfed.common.task import LearningTask
 from hospfed.common.training import HospitalData
 
 
@@ -50,7 +46,6 @@ class Meta:
 
 
 _KEY_NAMES = ("'key-file'", "'passphrase-env'")  # node config keys
-_MIN_TRAINING_ROWS = 2  # FLamby's split: at least one train and one test row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,12 +206,41 @@ def open_prepared(path: Path, key: KeySource) -> PreparedDataset:
     return PreparedDataset(frame, schema, metadata.get(Meta.PREPARED_AT, "unknown"))
 
 
-@dataclass(frozen=True)
+@dataclass
 class HospitalDataset:
-    """What the training client holds: model inputs and the data's schema."""
+    """What the training client holds: the prepared rows and their schema.
 
-    data: HospitalData
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The hospital's de-identified rows (decrypted, in memory only).
+    schema : DatasetSchema
+        The schema they were prepared under.
+    hospital : str
+        The hospital's name (for messages).
+
+    """
+
+    frame: pd.DataFrame
     schema: DatasetSchema
+    hospital: str
+    _inputs: dict[str, HospitalData] = field(default_factory=dict, repr=False)
+
+    def inputs(self, task: LearningTask) -> HospitalData:
+        """The model inputs ``task`` builds from these rows (kept per task).
+
+        Raises
+        ------
+        SchemaError, DataError
+            If the task does not fit these rows, naming the column.
+
+        """
+        from hospfed.client.features import build_inputs
+
+        key = task.fingerprint()
+        if key not in self._inputs:
+            self._inputs[key] = build_inputs(self.frame, task, self.hospital)
+        return self._inputs[key]
 
 
 def load_hospital_data(settings: NodeSettings) -> HospitalDataset:
@@ -237,20 +261,5 @@ def read_hospital_data(settings: NodeSettings) -> HospitalDataset:
 
 @functools.cache
 def _load(settings: NodeSettings) -> HospitalDataset:
-    data = settings.data
-    prepared = open_prepared(data, settings.key())
-    missing = [c for c in CLINICAL_COLUMNS if c not in prepared.frame.columns]
-    if missing:
-        raise SchemaError(
-            f"{data}: the Fed-Heart-Disease training protocol needs columns "
-            f"{missing}, which this dataset does not have"
-        )
-    table = prepared.frame[list(CLINICAL_COLUMNS)].astype("float64")
-    complete = len(table.drop(columns=list(DROPPED_COLUMNS)).dropna(axis=0))
-    if complete < _MIN_TRAINING_ROWS:
-        raise DataError(
-            f"{data}: {complete} of its {len(table)} rows have every value the "
-            f"training protocol uses, fewer than the {_MIN_TRAINING_ROWS} it needs "
-            "for a train and a test set; prepare a larger export"
-        )
-    return HospitalDataset(prepare_hospital(settings.hospital, table), prepared.schema)
+    prepared = open_prepared(settings.data, settings.key())
+    return HospitalDataset(prepared.frame, prepared.schema, settings.hospital)

@@ -127,8 +127,9 @@ def encode_rows(frame: pd.DataFrame, task: LearningTask, hospital: str) -> Encod
     kept = _complete_rows(frame, task)
     if len(kept) < 2:
         raise DataError(
-            f"{hospital}: {len(kept)} rows left after dropping rows with missing "
-            f"values of task {task.name!r}; the task cannot be trained here"
+            f"{hospital}: {len(kept)} of its {len(frame)} rows have every value "
+            f"task {task.name!r} reads, fewer than the 2 it needs for a train "
+            "and a test set; prepare a larger export"
         )
     labels = _label_values(kept[task.label.column], task.label)
     inputs = np.concatenate(
@@ -220,9 +221,10 @@ def _split(
         if split.stratify and task.label.kind != "continuous" and _can_stratify(labels)
         else None
     )
+    # train_size alone: the test set is the rest (1 - fraction can round up
+    # past the row count, e.g. 1 - 0.7 = 0.30000000000000004).
     train, test = train_test_split(
         np.arange(len(labels)),
-        test_size=1.0 - split.train_fraction,
         train_size=split.train_fraction,
         random_state=split.seed,
         shuffle=True,

@@ -197,7 +197,7 @@ def _run_locked(options: NodeOptions, state_dir: Path) -> int:
     _log_to_stderr()
     dataset = read_hospital_data(options.settings)  # fails here, not mid-run
     hospital = options.settings.hospital
-    rows = len(dataset.data.y_train) + len(dataset.data.y_test)
+    rows = len(dataset.frame)
     log = state_dir / LOG_NAME
     worker = _start_worker(options, state_dir, dataset) if options.warm else None
     del dataset

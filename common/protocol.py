@@ -16,6 +16,7 @@ from dataclasses import asdict
 from hospfed.common.errors import ConfigError, SchemaError
 from hospfed.common.model import ModelSpec
 from hospfed.common.schema import DatasetSchema, dumps_schema, loads_schema
+from hospfed.common.task import LearningTask, dumps_task, loads_task
 from hospfed.common.training import TrainPlan
 
 Scalar = bool | int | float | str | bytes
@@ -33,6 +34,11 @@ class Key:
     SEED = "seed"
     MODEL_SPEC = "model-spec"
     SCHEMA = "schema"
+    TASK = "task"
+    TASK_FINGERPRINT = "task-fingerprint"
+    CENTRAL_DP = "central-dp"
+    """``fixed`` or ``adaptive``: clip the update to Flower's ``clipping_norm``
+    (sent with it) and report weight 1 (:mod:`hospfed.client.central_dp`)."""
 
     HOSPITAL = "hospital"
     ACCURACY = "accuracy"
@@ -44,6 +50,8 @@ class Key:
     TRAIN_LOSS = "train-loss"
     EPSILON = "epsilon-spent"
     NOISE_MULTIPLIER = "noise-multiplier"
+    NORM_BIT = "norm_bit"
+    """Flower's ``KEY_NORM_BIT``: adaptive central DP's "my update was clipped"."""
 
 
 METRIC_WHITELIST: frozenset[str] = frozenset(
@@ -58,13 +66,19 @@ METRIC_WHITELIST: frozenset[str] = frozenset(
         Key.TRAIN_LOSS,
         Key.EPSILON,
         Key.NOISE_MULTIPLIER,
+        Key.NORM_BIT,
     }
 )
 """The only metric names a hospital may send."""
 
 
 def encode_instructions(
-    plan: TrainPlan, spec: ModelSpec, server_round: int, schema: DatasetSchema
+    plan: TrainPlan,
+    spec: ModelSpec,
+    server_round: int,
+    schema: DatasetSchema,
+    *,
+    task: LearningTask,
 ) -> dict[str, Scalar]:
     """Flatten a round's instructions into a Flower config.
 
@@ -78,6 +92,9 @@ def encode_instructions(
         The round.
     schema : DatasetSchema
         The prepared-data schema every hospital must have trained on.
+    task : LearningTask
+        How every hospital builds its model inputs (sent whole, with its
+        fingerprint).
 
     Returns
     -------
@@ -95,6 +112,8 @@ def encode_instructions(
         Key.SEED: plan.seed,
         Key.MODEL_SPEC: json.dumps(asdict(spec)),
         Key.SCHEMA: dumps_schema(schema),
+        Key.TASK: dumps_task(task),
+        Key.TASK_FINGERPRINT: task.fingerprint(),
     }
 
 
@@ -137,6 +156,30 @@ def decode_schema(config: Mapping[str, Scalar]) -> DatasetSchema:
         return loads_schema(str(config[Key.SCHEMA]))
     except SchemaError as exc:
         raise ConfigError(f"instructions carry a bad {Key.SCHEMA}: {exc}") from exc
+
+
+def decode_task(config: Mapping[str, Scalar]) -> LearningTask:
+    """Read the run's learning task out of a round's config.
+
+    Raises
+    ------
+    ConfigError
+        If it is missing or malformed, or its fingerprint is not the one
+        sent with it.
+
+    """
+    if Key.TASK not in config or Key.TASK_FINGERPRINT not in config:
+        raise ConfigError(f"instructions carry no {Key.TASK} and fingerprint")
+    try:
+        task = loads_task(str(config[Key.TASK]), fmt="json")
+    except ConfigError as exc:
+        raise ConfigError(f"instructions carry a bad {Key.TASK}: {exc}") from exc
+    if task.fingerprint() != str(config[Key.TASK_FINGERPRINT]):
+        raise ConfigError(
+            f"the run's task {task.name!r} does not match the fingerprint sent "
+            "with it; the coordinator and this hospital disagree on the task"
+        )
+    return task
 
 
 def decode_plan(config: Mapping[str, Scalar], *, seed: int) -> TrainPlan:

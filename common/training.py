@@ -11,6 +11,7 @@ in the same order for the same seed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -132,3 +133,14 @@ class HospitalData:
             digest.update(str(array.shape).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
+
+
+def pool(parts: Sequence[HospitalData]) -> HospitalData:
+    """Concatenate hospitals' prepared sets (a pooled reference's data)."""
+    return HospitalData(
+        hospital="pooled",
+        x_train=np.concatenate([p.x_train for p in parts]),
+        y_train=np.concatenate([p.y_train for p in parts]),
+        x_test=np.concatenate([p.x_test for p in parts]),
+        y_test=np.concatenate([p.y_test for p in parts]),
+    )

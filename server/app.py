@@ -27,6 +27,7 @@ from flwr.serverapp import Grid
 
 from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.model import Weights, initial_weights
+from hospfed.server.central_dp import central_dp_strategy
 from hospfed.server.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -143,6 +144,14 @@ def run_federation(
     strategy = build_strategy(config, weights)
     if resume is not None:
         restore_strategy_state(strategy, resume.optimizer)
+    if config.central_dp is not None:
+        strategy = central_dp_strategy(
+            strategy,
+            config.central_dp,
+            history,
+            min_results=config.min_hospitals,
+            secure=config.secure_aggregation is not None,
+        )
     settings = dict(settings or {})
     recorder = None
     if config.out_dir is not None:

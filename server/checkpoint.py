@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from flwr.server.strategy import FedOpt, Strategy
 
+from hospfed.common.datasets import FED_HEART_TASK
 from hospfed.common.errors import ConfigError, DataError
 from hospfed.common.files import atomic_write
 from hospfed.common.model import Weights
@@ -55,12 +56,22 @@ VERSION = 1
 OPTIMIZER_STATE: tuple[str, ...] = ("m_t", "v_t")
 """The server-optimiser attributes of Flower's FedOpt strategies."""
 
+_NEW_UNLESS_DEFAULT: dict[str, Any] = {
+    "task": FED_HEART_TASK.name,
+    "task_fingerprint": FED_HEART_TASK.fingerprint(),
+    "fraction_fit": 1.0,
+    "fraction_evaluate": 1.0,
+}
+"""Settings added after format v1 with a default that v1 runs had: part of
+the identity only when they differ from it, so a v1 checkpoint still resumes
+(and hashes) as before."""
 _NOT_IDENTITY = ("num_rounds", "out_dir")  # a resumed run may extend or move
 _NEW_WHEN_SET = (
     "secure_aggregation",
     "max_update_norm",
     "trim_fraction",
     "byzantine_hospitals",
+    "central_dp",
 )
 """Settings added after format v1: part of the identity only when set, so
 runs recorded before they existed keep their config hash (and resume)."""
@@ -133,7 +144,9 @@ def run_identity(config: RunConfig, settings: Mapping[str, Any]) -> dict[str, An
     identity = {
         k: v
         for k, v in describe_run(config).items()
-        if k not in _NOT_IDENTITY and not (k in _NEW_WHEN_SET and v is None)
+        if k not in _NOT_IDENTITY
+        and not (k in _NEW_WHEN_SET and v is None)
+        and not (k in _NEW_UNLESS_DEFAULT and v == _NEW_UNLESS_DEFAULT[k])
     }
     identity["settings"] = json.loads(json.dumps(dict(settings), default=str))
     return identity

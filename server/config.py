@@ -23,12 +23,22 @@ from hospfed.common.config import (
     get_int,
     get_widths,
 )
-from hospfed.common.datasets import DEFAULT_RAW_SCHEMA, resolve_schema
-from hospfed.common.datasets.heart import FEATURES
+from hospfed.common.datasets import (
+    DEFAULT_RAW_SCHEMA,
+    FED_HEART_TASK,
+    resolve_schema,
+    resolve_task,
+)
 from hospfed.common.errors import ConfigError
 from hospfed.common.model import ACTIVATIONS, ModelSpec
 from hospfed.common.schema import DatasetSchema
+from hospfed.common.task import LearningTask
 from hospfed.common.training import TrainPlan
+from hospfed.server.central_dp import (
+    CENTRAL_DP_KEYS,
+    CentralDpSettings,
+    read_central_dp,
+)
 from hospfed.server.secagg import SECAGG_KEYS, SecAggSettings, read_secagg
 
 STRATEGIES: tuple[str, ...] = (
@@ -76,10 +86,14 @@ RUN_CONFIG_KEYS: tuple[str, ...] = (
     "seed",
     "out-dir",
     "schema",
+    "task",
+    "fraction-fit",
+    "fraction-evaluate",
     "trim-fraction",
     "byzantine-hospitals",
     *SECAGG_KEYS,
     "max-update-norm",
+    *CENTRAL_DP_KEYS,
 )
 """Every key a run config may hold; any other is refused (a typo must not be
 silently ignored)."""
@@ -114,6 +128,14 @@ class RunConfig:
     data_schema : DatasetSchema
         What ``schema`` de-identifies to: every hospital's prepared data
         must match it, column for column.
+    task : LearningTask
+        What the model learns (run config ``task``: a built-in name or a
+        task file on the coordinator; default Fed-Heart-Disease's): sent
+        whole with its fingerprint every round; it fixes the model's inputs
+        and output.
+    fraction_fit, fraction_evaluate : float
+        Share of the available hospitals sampled to train, and to evaluate,
+        each round (Flower's sampling; at least ``min_hospitals``).
     secure_aggregation : SecAggSettings or None
         SecAgg+ parameters; None: the coordinator sees each hospital's
         update (and checks it on its own).
@@ -121,6 +143,8 @@ class RunConfig:
         Bound on the L2 norm of an update (weights minus the round's global
         weights): a hospital's update beyond it is left out of the round
         (with secure aggregation: the aggregate's, which fails the round).
+    central_dp : CentralDpSettings or None
+        Client-level central DP (:mod:`hospfed.server.central_dp`); None: off.
 
     """
 
@@ -139,14 +163,28 @@ class RunConfig:
     data_schema: DatasetSchema = field(
         default_factory=lambda: resolve_schema(DEFAULT_RAW_SCHEMA).deidentified()
     )
+    task: LearningTask = FED_HEART_TASK
+    fraction_fit: float = 1.0
+    fraction_evaluate: float = 1.0
     secure_aggregation: SecAggSettings | None = None
     trim_fraction: float | None = None
     byzantine_hospitals: int | None = None
     max_update_norm: float | None = None
+    central_dp: CentralDpSettings | None = None
 
     @classmethod
-    def from_mapping(cls, config: ConfigMapping) -> RunConfig:
+    def from_mapping(
+        cls,
+        config: ConfigMapping,
+        *,
+        raw_schema: DatasetSchema | None = None,
+        task: LearningTask | None = None,
+    ) -> RunConfig:
         """Read a run config (e.g. Flower's ``context.run_config``).
+
+        ``raw_schema`` and ``task``, when given, are used instead of the
+        ``schema`` and ``task`` keys (a simulation that resolved or drew
+        them itself); they are checked the same way.
 
         Raises
         ------
@@ -168,7 +206,19 @@ class RunConfig:
         schema = str(config.get("schema", DEFAULT_RAW_SCHEMA)).strip()
         min_hospitals = get_int(config, "min-hospitals", 2, minimum=1)
         max_norm = get_float(config, "max-update-norm", 0.0, minimum=0)
-        secure = read_secagg(config, min_hospitals=min_hospitals)
+        secure = read_secagg(
+            config,
+            min_hospitals=min_hospitals,
+            unit_weights=str(config.get("central-dp", "off")).strip().lower() != "off",
+        )
+        central = read_central_dp(config, strategy=strategy, secure=secure is not None)
+        if raw_schema is not None:
+            schema = raw_schema.name
+        data_schema = (raw_schema or resolve_schema(schema)).deidentified()
+        task = _check_task(
+            task or resolve_task(str(config.get("task", FED_HEART_TASK.name)).strip()),
+            data_schema,
+        )
         return cls(
             num_rounds=get_int(config, "num-rounds", DEFAULT_ROUNDS, minimum=1),
             strategy=strategy,
@@ -192,19 +242,71 @@ class RunConfig:
             beta_1=get_float(config, "beta-1", 0.9, minimum=0),
             beta_2=get_float(config, "beta-2", 0.999, minimum=0),
             tau=get_float(config, "tau", 1e-8, positive=True),
-            model=ModelSpec(
-                input_dim=get_int(config, "model-input-dim", len(FEATURES), minimum=1),
-                hidden=get_widths(config, "model-hidden"),
-                activation=get_choice(config, "model-activation", "relu", ACTIVATIONS),  # type: ignore[arg-type]
-            ),
+            model=_model_spec(config, task),
             seed=seed,
             out_dir=Path(out) if out else None,
             schema=schema,
-            data_schema=resolve_schema(schema).deidentified(),
+            data_schema=data_schema,
+            task=task,
+            fraction_fit=_fraction(config, "fraction-fit"),
+            fraction_evaluate=_fraction(config, "fraction-evaluate"),
             secure_aggregation=secure,
             max_update_norm=max_norm if max_norm > 0 else None,
+            central_dp=central,
             **_robust_settings(config, strategy, secure=secure is not None),
         )
+
+
+def _check_task(task: LearningTask, data_schema: DatasetSchema) -> LearningTask:
+    """The run's task, which must read the schema hospitals prepare under."""
+    if task.schema != data_schema.name:
+        raise ConfigError(
+            f"task {task.name!r} reads prepared data of schema {task.schema!r}, "
+            f"but the run's schema de-identifies to {data_schema.name!r}; set "
+            "run-config 'schema' to the raw-export schema the task was written for"
+        )
+    for column in (*(f.column for f in task.features), task.label.column):
+        if column not in data_schema.column_names:
+            raise ConfigError(
+                f"task {task.name!r} reads column {column!r}, which schema "
+                f"{data_schema.name!r} does not keep"
+            )
+        role = data_schema.column(column).role
+        if role in _NOT_MODEL_INPUTS:
+            raise ConfigError(
+                f"task {task.name!r} reads column {column!r}, a {role} column: "
+                "identifiers, pseudonyms and free text are never model inputs"
+            )
+    return task
+
+
+_NOT_MODEL_INPUTS = frozenset({"identifier", "pseudonym", "free_text"})
+
+
+def _model_spec(config: ConfigMapping, task: LearningTask) -> ModelSpec:
+    """The model the task fixes: its inputs' width and the label's output."""
+    width = len(task.input_names)
+    given = get_int(config, "model-input-dim", width, minimum=1)
+    if given != width:
+        raise ConfigError(
+            f"model-input-dim is {given} but task {task.name!r} builds {width} "
+            "inputs; leave model-input-dim out (the task sets it)"
+        )
+    kind = task.label.kind
+    return ModelSpec(
+        input_dim=width,
+        hidden=get_widths(config, "model-hidden"),
+        activation=get_choice(config, "model-activation", "relu", ACTIVATIONS),  # type: ignore[arg-type]
+        output=kind,
+        num_classes=task.num_classes if kind == "multiclass" else 2,
+    )
+
+
+def _fraction(config: ConfigMapping, key: str) -> float:
+    value = get_float(config, key, 1.0, positive=True)
+    if value > 1:
+        raise ConfigError(f"{key} must be in (0, 1], got {value}")
+    return value
 
 
 def _robust_settings(

@@ -18,6 +18,24 @@ from typing import Any, Protocol
 from hospfed.common.metrics import Evaluation
 
 SUMMARY_METRICS = ("accuracy", "auc", "loss")
+"""Summarised in every round (NaN where the label's kind has no such metric)."""
+
+KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("accuracy", "auc", "loss"),
+    "multiclass": ("accuracy", "macro_f1", "loss"),
+    "continuous": ("rmse", "mae", "loss"),
+}
+"""The metrics that describe a model of each label kind, headline first."""
+
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "auc": "ROC AUC",
+    "macro_f1": "macro-F1",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "loss": "loss",
+}
+_KIND_ONLY = ("macro_f1", "rmse", "mae")  # recorded only by the kinds they fit
 
 
 @dataclass
@@ -69,7 +87,9 @@ class RoundRecord:
         the hospital reports it) for a private hospital.
     evaluate : dict
         Hospital name to ``{"accuracy", "auc", "loss", "num_examples"}`` on
-        that hospital's own test set.
+        that hospital's own test set, plus ``"macro_f1"`` (multi-class
+        label) or ``"rmse"`` and ``"mae"`` (continuous label); a metric
+        that does not fit the label's kind is NaN.
     declined : list of Declined
         Hospitals that did not take part in training, each with its reason
         (e.g. its privacy budget).
@@ -77,6 +97,10 @@ class RoundRecord:
         Why the round trained nothing (a secure aggregation that halted
         while the minimum of hospitals was still met): the weights after it
         are those before it. None for a round that aggregated.
+    central : dict or None
+        With client-level central DP, the round's mechanism (noise
+        multiplier, sample rate, clipping norm, noise std, hospitals) and
+        the central epsilon after it (:mod:`hospfed.server.central_dp`).
 
     """
 
@@ -85,6 +109,7 @@ class RoundRecord:
     evaluate: dict[str, dict[str, float]] = field(default_factory=dict)
     declined: list[Declined] = field(default_factory=list)
     skipped: str | None = None
+    central: dict[str, float] | None = None
 
     def add_training(
         self,
@@ -105,6 +130,10 @@ class RoundRecord:
         if noise_multiplier is not None:
             self.train[hospital]["noise_multiplier"] = float(noise_multiplier)
 
+    def central_epsilon(self) -> float | None:
+        """The client-level central epsilon after this round (None: off)."""
+        return None if self.central is None else self.central.get("epsilon")
+
     def epsilons(self) -> dict[str, float]:
         """Epsilon spent so far by each private hospital that trained."""
         return {h: m["epsilon"] for h, m in self.train.items() if "epsilon" in m}
@@ -122,22 +151,47 @@ class RoundRecord:
             "loss": score.loss,
             "num_examples": float(score.num_examples),
         }
+        for name in _KIND_ONLY:
+            value = float(getattr(score, name))
+            if not math.isnan(value):
+                self.evaluate[hospital][name] = value
+
+    def kind(self) -> str:
+        """The label kind the round's metrics describe (see :data:`KIND_METRICS`)."""
+        reported = {m for row in self.evaluate.values() for m in row}
+        if "rmse" in reported:
+            return "continuous"
+        return "multiclass" if "macro_f1" in reported else "binary"
+
+    def _summarised(self) -> tuple[str, ...]:
+        extra = tuple(m for m in KIND_METRICS[self.kind()] if m in _KIND_ONLY)
+        return SUMMARY_METRICS + extra
 
     def weighted(self) -> dict[str, float]:
         """Example-weighted mean of each evaluation metric over hospitals."""
         return {
-            m: _mean(self.evaluate.values(), m, weighted=True) for m in SUMMARY_METRICS
+            m: _mean(self.evaluate.values(), m, weighted=True)
+            for m in self._summarised()
         }
 
     def mean(self) -> dict[str, float]:
         """Unweighted mean of each evaluation metric over hospitals."""
         return {
-            m: _mean(self.evaluate.values(), m, weighted=False) for m in SUMMARY_METRICS
+            m: _mean(self.evaluate.values(), m, weighted=False)
+            for m in self._summarised()
         }
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (NaN becomes None; ``skipped`` if skipped)."""
-        skipped = {} if self.skipped is None else {"skipped": self.skipped}
+        """Return a JSON-ready dict (NaN becomes None).
+
+        ``skipped`` only for a skipped round, ``central_dp`` only with
+        client-level central DP (so records of earlier runs are unchanged).
+        """
+        optional: dict[str, Any] = {}
+        if self.skipped is not None:
+            optional["skipped"] = self.skipped
+        if self.central is not None:
+            optional["central_dp"] = self.central
         cleaned: dict[str, Any] = _clean(
             {
                 "round": self.server_round,
@@ -147,7 +201,7 @@ class RoundRecord:
                 "mean": self.mean(),
                 "epsilon": {"max": self.max_epsilon(), **self.epsilons()},
                 "declined": [d.to_json() for d in self.declined],
-                **skipped,
+                **optional,
             }
         )
         return cleaned
@@ -172,9 +226,16 @@ class RoundRecord:
                     for d in data["declined"]
                 ],
                 skipped=None if data.get("skipped") is None else str(data["skipped"]),
+                central=_central(data.get("central_dp")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed round record: {exc!r}") from None
+
+
+def _central(data: Any) -> dict[str, float] | None:
+    if data is None:
+        return None
+    return {str(k): float(v) for k, v in data.items()}
 
 
 def _metrics_table(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:

@@ -5,7 +5,8 @@ This module owns the model card every results directory carries
 so the two never disagree: the task (schema and its fingerprint, model,
 label kind), the data each hospital trained and was tested on (counts
 only), the strategy and rounds, privacy (DP-SGD's epsilon per hospital and
-delta, or its absence; SecAgg+ on or off), the metrics per hospital on its
+delta, or its absence; SecAgg+ on or off; client-level central DP's
+epsilon), the metrics per hospital on its
 own test split, and the limits a reader must know. Numbers are copied, not
 recomputed.
 """
@@ -38,7 +39,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _scores(final: Mapping[str, Any]) -> list[str]:
+def _scores(final: Mapping[str, Any], *, rows: bool = True) -> list[str]:
     evaluate: Mapping[str, Mapping[str, Any]] = final.get("evaluate") or {}
     train: Mapping[str, Mapping[str, Any]] = final.get("train") or {}
     names = [
@@ -53,7 +54,7 @@ def _scores(final: Mapping[str, Any]) -> list[str]:
     for hospital in sorted(set(evaluate) | set(train)):
         scores = evaluate.get(hospital, {})
         counts = (
-            train.get(hospital, {}).get("num_examples"),
+            train.get(hospital, {}).get("num_examples") if rows else None,
             scores.get("num_examples"),
         )
         cells = [_fmt(None if c is None else int(c)) for c in counts]
@@ -96,6 +97,18 @@ def _privacy(run: Mapping[str, Any], privacy: Mapping[str, Any]) -> list[str]:
             else "off: the coordinator saw each hospital's update."
         )
     )
+    central = privacy.get("central")
+    if central:
+        lines.append(
+            f"- Client-level central DP ({central['mechanism']}, at each "
+            f"hospital; clipping norm {central['clipping_norm']:g}, noise "
+            f"multiplier {central['noise_multiplier']:g}, every hospital weighs "
+            f"1): epsilon {central['epsilon']:.3f} at delta {central['delta']:g} "
+            f"over {central['rounds']} rounds (sample rate "
+            f"{_fmt(central['sample_rate'])}). It bounds what the model reveals "
+            "about any one hospital's participation; the coordinator adds the "
+            "noise. Training rows are not reported (each hospital reports 1)."
+        )
     return lines
 
 
@@ -128,6 +141,9 @@ def model_card(metrics: Mapping[str, Any]) -> str:
         "",
         "## Task and model",
         "",
+        f"- Learning task: {run.get('task', 'fed-heart-disease')} (fingerprint "
+        f"`{str(run.get('task_fingerprint', ''))[:16]}`): the label, features, "
+        "split and standardisation every hospital applied.",
         f"- Data contract: {run.get('data_schema')} (fingerprint "
         f"`{str(run.get('data_schema_fingerprint', ''))[:16]}`).",
         f"- Model: {model.get('input_dim')} inputs, hidden layers "
@@ -158,7 +174,8 @@ def model_card(metrics: Mapping[str, Any]) -> str:
         "",
     ]
     final = metrics.get("final")
-    lines += _scores(final) if final else ["No round completed."]
+    counted = not (metrics.get("privacy") or {}).get("central")
+    lines += _scores(final, rows=counted) if final else ["No round completed."]
     lines += ["", "## Known limits", "", *(f"- {limit}" for limit in _LIMITS), ""]
     versions = run.get("versions") or {}
     if versions:

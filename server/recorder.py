@@ -144,11 +144,14 @@ class RunRecorder:
             f"{self.config.strategy}, {self.config.num_rounds} rounds, "
             f"seed {self.config.seed}"
         )
-        title += (
-            ", non-private"
-            if privacy is None
-            else f", DP-SGD max epsilon {privacy:.2f}"
-        )
+        central = self.config.central_dp is not None
+        if privacy is not None:
+            title += f", DP-SGD max epsilon {privacy:.2f}"
+        elif not central:
+            title += ", non-private"
+        if central:
+            spent = [r.central_epsilon() or 0.0 for r in self.history.rounds]
+            title += f", central DP epsilon {max(spent, default=0.0):.2f}"
         return describe_run(self.config) | {
             "settings": self.settings,
             "config_hash": self.config_hash,

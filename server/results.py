@@ -29,8 +29,9 @@ import numpy as np
 
 from hospfed.common.files import atomic_write_many
 from hospfed.common.model import Weights
+from hospfed.server.central_dp import central_summary
 from hospfed.server.config import RunConfig
-from hospfed.server.history import RoundRecord, RunHistory
+from hospfed.server.history import KIND_METRICS, METRIC_LABELS, RoundRecord, RunHistory
 from hospfed.server.modelcard import CARD_FILE, model_card
 
 METRICS_FILE = "metrics.json"
@@ -104,7 +105,8 @@ def write_results(
         "completed_rounds": len(history.rounds),
         "planned_rounds": run.get("num_rounds"),
         "run": run,
-        "privacy": privacy_summary(history, extra, targets=privacy_targets),
+        "privacy": privacy_summary(history, extra, targets=privacy_targets)
+        | _central(history, run),
         "final": final.to_json() if final else None,
         "rounds": history.to_json(),
         "failed_round": None if failed_round is None else failed_round.to_json(),
@@ -180,6 +182,12 @@ def privacy_summary(
     }
 
 
+def _central(history: RunHistory, run: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"central": ...}`` with client-level central DP on, else nothing."""
+    summary = central_summary(history, run.get("central_dp"))
+    return {} if summary is None else {"central": summary}
+
+
 def versions() -> dict[str, str | None]:
     """Python's and each of :data:`VERSIONED`'s installed version.
 
@@ -227,25 +235,31 @@ def _curves_png(history: RunHistory, *, title: str) -> bytes:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    private = any(r.epsilons() for r in history.rounds)
+    private = any(
+        r.epsilons() or r.central_epsilon() is not None for r in history.rounds
+    )
     figure = Figure(figsize=(16 if private else 11, 4.2), layout="constrained")
     axes = figure.subplots(1, 3 if private else 2)
     rounds = [r for r in history.rounds if r.evaluate]
     hospitals = sorted({h for r in rounds for h in r.evaluate})
-    for ax, metric in zip(axes, ("accuracy", "loss"), strict=False):
-        for hospital in hospitals:
-            points = [
-                (r.server_round, r.evaluate[hospital][metric])
-                for r in rounds
-                if hospital in r.evaluate
-            ]
-            ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=hospital)
+    kind = rounds[-1].kind() if rounds else "binary"
+    for ax, metric in zip(axes, (KIND_METRICS[kind][0], "loss"), strict=False):
+        if len(hospitals) <= PLOTTED_HOSPITALS:
+            for hospital in hospitals:
+                points = [
+                    (r.server_round, r.evaluate[hospital][metric])
+                    for r in rounds
+                    if hospital in r.evaluate
+                ]
+                ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=hospital)
+        else:
+            _range_band(ax, rounds, metric)
         mean = [(r.server_round, r.mean()[metric]) for r in rounds]
         mean = [(x, y) for x, y in mean if not math.isnan(y)]
         if mean:
             ax.plot(*zip(*mean, strict=True), color="black", lw=2.2, label="mean")
         ax.set_xlabel("round")
-        ax.set_ylabel(f"local test {metric}")
+        ax.set_ylabel(f"local test {METRIC_LABELS[metric]}")
         ax.grid(alpha=0.3)
     if private:
         _epsilon_panel(axes[2], history)
@@ -254,6 +268,24 @@ def _curves_png(history: RunHistory, *, title: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
+
+
+PLOTTED_HOSPITALS = 20
+"""Above this many hospitals the curves show their range, not one line each."""
+
+
+def _range_band(ax: Any, rounds: list[RoundRecord], metric: str) -> None:
+    """The lowest to highest hospital's ``metric`` per round, as a band."""
+    lows, highs, xs = [], [], []
+    for record in rounds:
+        values = [m[metric] for m in record.evaluate.values()]
+        finite = [v for v in values if not math.isnan(v)]
+        if finite:
+            xs.append(record.server_round)
+            lows.append(min(finite))
+            highs.append(max(finite))
+    count = len({h for r in rounds for h in r.evaluate})
+    ax.fill_between(xs, lows, highs, alpha=0.25, label=f"{count} hospitals: range")
 
 
 def _epsilon_panel(ax: Any, history: RunHistory) -> None:
@@ -265,8 +297,22 @@ def _epsilon_panel(ax: Any, history: RunHistory) -> None:
             if hospital in r.epsilons()
         ]
         ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=hospital)
+    central = [
+        (r.server_round, e)
+        for r in history.rounds
+        if (e := r.central_epsilon()) is not None
+    ]
+    if central:
+        ax.plot(
+            *zip(*central, strict=True),
+            color="black",
+            ls="--",
+            marker="s",
+            ms=3,
+            label="central (client-level)",
+        )
     ax.set_xlabel("round")
-    ax.set_ylabel("epsilon spent (DP-SGD, RDP)")
+    ax.set_ylabel("epsilon spent (RDP): DP-SGD" + (", central" if central else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
@@ -290,5 +336,7 @@ def describe_run(config: RunConfig) -> dict[str, Any]:
     schema = data.pop("data_schema")
     data["data_schema"] = f"{schema['name']} v{schema['version']}"
     data["data_schema_fingerprint"] = config.data_schema.fingerprint()
+    data["task"] = config.task.name
+    data["task_fingerprint"] = config.task.fingerprint()
     data["initialisation"] = "pytorch-linear-uniform"
     return data

@@ -65,6 +65,9 @@ def round_line(row: dict[str, Any], planned: int) -> str:
     epsilon = (row.get("epsilon") or {}).get("max")
     if epsilon is not None:
         parts.append(f"epsilon max {epsilon:.3f}")
+    central = (row.get("central_dp") or {}).get("epsilon")
+    if central is not None:
+        parts.append(f"central epsilon {central:.3f}")
     parts.append(f"hospitals {len(row.get('evaluate') or row.get('train') or {})}")
     if row.get("declined"):
         parts.append(f"declined {', '.join(map(str, row['declined']))}")
@@ -129,6 +132,7 @@ def submit_and_follow(
     if resume is None:
         RunConfig.from_mapping(pairs)  # refuse a bad config before submitting
         out = new_run_dir(state)
+        pairs = pin_definition_files(pairs, out)
         text = json.dumps(pairs, indent=2, sort_keys=True)
         atomic_write(out / RUN_CONFIG_FILE, text.encode(), mode=0o600)
         extra = {}
@@ -196,6 +200,40 @@ def _mark_stopped(control: Any, run_id: str, out: Path) -> None:
             CARD_FILE: model_card(metrics).encode(),
         },
     )
+
+
+PINNED_FILES = {"task": "task", "schema": "schema"}
+"""Run-config keys that may name a file on the coordinator, and the name of
+the copy kept in the run's directory."""
+
+
+def pin_definition_files(pairs: dict[str, str], out: Path) -> dict[str, str]:
+    """Copy a task or schema *file* named by the run config into the run's directory.
+
+    The daemon's ServerApp reads the copy (an absolute path), so the run
+    does not depend on the submitter's working directory, and a later edit
+    of the original cannot change a run under way or its resumption; the
+    copy also documents the run. Built-in names are left as they are.
+
+    Returns
+    -------
+    dict
+        ``pairs`` with such values replaced by the copies' paths.
+
+    """
+    from hospfed.common.datasets import BUILTIN_SCHEMAS, BUILTIN_TASKS
+
+    builtin = {"task": BUILTIN_TASKS, "schema": BUILTIN_SCHEMAS}
+    pinned = dict(pairs)
+    for key, stem in PINNED_FILES.items():
+        value = pairs.get(key, "").strip()
+        if not value or value in builtin[key]:
+            continue
+        source = Path(value).expanduser()
+        copy = out / f"{stem}{source.suffix.lower() or '.toml'}"
+        atomic_write(copy, source.read_bytes(), mode=0o600)
+        pinned[key] = str(copy.absolute())
+    return pinned
 
 
 def _resumed_pairs(out: Path, overrides: dict[str, str]) -> dict[str, str]:

@@ -163,7 +163,9 @@ class SecAggSettings:
         }
 
 
-def read_secagg(config: ConfigMapping, *, min_hospitals: int) -> SecAggSettings | None:
+def read_secagg(
+    config: ConfigMapping, *, min_hospitals: int, unit_weights: bool = False
+) -> SecAggSettings | None:
     """Read the SecAgg+ keys of a run config; None when it is off.
 
     Parameters
@@ -172,6 +174,10 @@ def read_secagg(config: ConfigMapping, *, min_hospitals: int) -> SecAggSettings 
         The run config.
     min_hospitals : int
         Fewest hospitals a round accepts (SecAgg+ needs >= 2 sampled).
+    unit_weights : bool
+        Every hospital reports weight 1 (client-level central DP): the
+        default ``max-weight`` is then 1, so each sent value is the weight
+        itself, at full quantisation precision.
 
     Raises
     ------
@@ -207,7 +213,12 @@ def read_secagg(config: ConfigMapping, *, min_hospitals: int) -> SecAggSettings 
         quantization_range=get_int(
             config, "quantization-range", DEFAULT_QUANTIZATION_RANGE, minimum=2
         ),
-        max_weight=get_float(config, "max-weight", DEFAULT_MAX_WEIGHT, positive=True),
+        max_weight=get_float(
+            config,
+            "max-weight",
+            1.0 if unit_weights else DEFAULT_MAX_WEIGHT,
+            positive=True,
+        ),
         timeout=timeout if timeout > 0 else None,
     )
 

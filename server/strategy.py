@@ -83,12 +83,16 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
 
     def instructions(server_round: int) -> dict[str, Scalar]:
         return encode_instructions(
-            config.train, config.model, server_round, config.data_schema
+            config.train,
+            config.model,
+            server_round,
+            config.data_schema,
+            task=config.task,
         )
 
     common: dict[str, Any] = {
-        "fraction_fit": 1.0,
-        "fraction_evaluate": 1.0,
+        "fraction_fit": config.fraction_fit,
+        "fraction_evaluate": config.fraction_evaluate,
         "min_fit_clients": config.min_hospitals,
         "min_evaluate_clients": config.min_hospitals,
         "min_available_clients": config.min_hospitals,
@@ -326,8 +330,11 @@ class RoundGuard(Strategy):
         for proxy, res in sorted(results, key=lambda r: _hospital(*r)):
             score = Evaluation(
                 loss=float(res.loss),
-                accuracy=float(res.metrics.get(Key.ACCURACY, math.nan)),
-                auc=float(res.metrics.get(Key.AUC, math.nan)),
+                accuracy=_metric(res.metrics, Key.ACCURACY),
+                auc=_metric(res.metrics, Key.AUC),
+                macro_f1=_metric(res.metrics, Key.MACRO_F1),
+                rmse=_metric(res.metrics, Key.RMSE),
+                mae=_metric(res.metrics, Key.MAE),
                 num_examples=res.num_examples,
             )
             record.add_evaluation(_hospital(proxy, res), score)
@@ -480,6 +487,11 @@ def _unique(failures: list[Any]) -> list[Any]:
             seen.add(key)
             unique.append(failure)
     return unique
+
+
+def _metric(metrics: dict[str, Scalar], key: str) -> float:
+    """A hospital's reported metric, NaN when it did not report it."""
+    return float(metrics.get(key, math.nan))  # type: ignore[arg-type]
 
 
 def _float_or_none(value: Scalar | None) -> float | None:

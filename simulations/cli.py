@@ -14,15 +14,16 @@ last round's checkpoint.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -30,8 +31,11 @@ from hospfed.client.privacy import PrivacySettings
 from hospfed.common.cli import make_app, run_app
 from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.errors import HospfedError
+from hospfed.common.training import HospitalData
 from hospfed.server.app import RunResult
+from hospfed.server.central_dp import CentralDpSettings
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES, RunConfig
+from hospfed.server.history import KIND_METRICS, METRIC_LABELS, RoundRecord
 from hospfed.server.stop import RunInterruptedError, StopRequest
 from hospfed.simulations.heart import (
     POOLED_EPOCHS,
@@ -42,8 +46,9 @@ from hospfed.simulations.heart import (
     run_federated,
     run_pooled,
 )
-from hospfed.simulations.options import HeartPlan, plan_heart
-from hospfed.simulations.progress import RoundProgress
+from hospfed.simulations.options import HeartPlan, explicit_flags, plan_heart
+from hospfed.simulations.progress import LISTED_HOSPITALS, RoundProgress
+from hospfed.simulations.run_cli import run_command
 from hospfed.simulations.signals import SignalStop, signal_name
 from hospfed.simulations.workspace import Workspace
 
@@ -125,16 +130,49 @@ def heart(
             "hospital may drop out of a round)."
         ),
     ] = True,
+    central_dp: Annotated[
+        str,
+        typer.Option(
+            help="Client-level central DP: off, fixed or adaptive clipping (each "
+            "hospital clips its update, the coordinator noises the mean; "
+            "fedavg or fedprox)."
+        ),
+    ] = "off",
+    central_noise_multiplier: Annotated[
+        float | None,
+        typer.Option(help="Central DP noise multiplier z [default: 1.0]."),
+    ] = None,
+    central_clipping_norm: Annotated[
+        float | None,
+        typer.Option(
+            help="Central DP clipping norm of an update (adaptive: the initial "
+            "one) [default: 0.5]."
+        ),
+    ] = None,
+    central_delta: Annotated[
+        float | None,
+        typer.Option(help="Delta of the central epsilon [default: 1e-3]."),
+    ] = None,
+    target_clipped_quantile: Annotated[
+        float | None,
+        typer.Option(help="Adaptive clipping's target [default: 0.5]."),
+    ] = None,
+    clip_norm_lr: Annotated[
+        float | None,
+        typer.Option(help="Adaptive clipping's learning rate [default: 0.2]."),
+    ] = None,
+    clipped_count_stddev: Annotated[
+        float | None,
+        typer.Option(
+            help="Adaptive clipping's noise on the clipped count [default: z]."
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option(help="Show Flower's and Ray's logs.")
     ] = False,
 ) -> None:
     """Fed-Heart-Disease: 4 real hospitals (Cleveland, Hungary, Switzerland, VA)."""
-    explicit = {
-        name
-        for name in ctx.params
-        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
-    }
+    explicit = explicit_flags(ctx)
     plan = plan_heart(ctx.params, explicit)
     console = Console()
     stop = StopRequest()
@@ -144,9 +182,16 @@ def heart(
         _federated(plan, console, stop)
 
 
-def _pooled(plan: HeartPlan, console: Console, stop: StopRequest) -> None:
+def _pooled(
+    plan: HeartPlan,
+    console: Console,
+    stop: StopRequest,
+    *,
+    title: str | None = None,
+    parts: list[HospitalData] | None = None,
+) -> None:
     config = plan.config
-    title = f"Fed-Heart-Disease pooled, seed {config.seed}"
+    title = title or f"Fed-Heart-Disease pooled, seed {config.seed}"
     start = time.perf_counter()
 
     def at_once(signum: int) -> None:
@@ -155,19 +200,39 @@ def _pooled(plan: HeartPlan, console: Console, stop: StopRequest) -> None:
     with SignalStop(stop, at_once):  # until the end: no KeyboardInterrupt
         with RoundProgress(plan.epochs, title + " (epochs)", console) as progress:
             result = run_pooled(
-                config, epochs=plan.epochs, observer=progress, stop=stop
+                config,
+                epochs=plan.epochs,
+                observer=progress,
+                stop=stop,
+                parts=parts,
+                title=title
+                if parts is not None
+                else "Fed-Heart-Disease, pooled reference",
             )
         if isinstance(result.error, RunInterruptedError):
             _interrupted(plan, result.error, written=result.completed_rounds > 0)
         _summary(console, result, title, config, time.perf_counter() - start)
 
 
-def _federated(plan: HeartPlan, console: Console, stop: StopRequest) -> None:
+SitesMaker = Callable[[Console, Workspace], list[PreparedSite]]
+"""Runs every hospital's data path in the run's workspace (heart's or own)."""
+
+
+def _federated(
+    plan: HeartPlan,
+    console: Console,
+    stop: StopRequest,
+    *,
+    title: str | None = None,
+    make_sites: SitesMaker | None = None,
+) -> None:
     config = plan.config
-    title = f"Fed-Heart-Disease {config.strategy}, seed {config.seed}"
+    title = title or f"Fed-Heart-Disease {config.strategy}, seed {config.seed}"
     start = time.perf_counter()
     console.print(
-        _privacy_line(plan.privacy, plan.backend), highlight=False, soft_wrap=True
+        _privacy_line(plan.privacy, plan.backend, config.central_dp),
+        highlight=False,
+        soft_wrap=True,
     )
     if plan.resume is not None:
         console.print(
@@ -191,7 +256,10 @@ def _federated(plan: HeartPlan, console: Console, stop: StopRequest) -> None:
     signals.install()
     early: RunInterruptedError | None = None
     try:
-        sites = _prepare(console, workspace, config.seed, plan.state_dir)
+        if make_sites is None:
+            sites = _prepare(console, workspace, config.seed, plan.state_dir)
+        else:
+            sites = make_sites(console, workspace)
         state_dir = plan.state_dir
         if plan.privacy is not None and state_dir is None:
             state_dir = workspace.state_dir
@@ -286,13 +354,28 @@ def _prepare(
     return sites
 
 
-def _privacy_line(privacy: PrivacySettings | None, backend: str) -> str:
-    if privacy is None:
+def _privacy_line(
+    privacy: PrivacySettings | None, backend: str, central: CentralDpSettings | None
+) -> str:
+    text = f"backend {backend}; every hospital: {privacy.describe()}" if privacy else ""
+    if privacy is None and central is None:
         return (
             f"backend {backend}; NON-PRIVATE: no differential privacy, the model "
             "updates are not protected (pass --epsilon to train with DP-SGD)"
         )
-    return f"backend {backend}; every hospital: {privacy.describe()}"
+    if privacy is None:
+        text = (
+            f"backend {backend}; no record-level DP at the hospitals (pass "
+            "--epsilon to train with DP-SGD)"
+        )
+    if central is not None:
+        text += (
+            f"; client-level central DP: {central.mechanism} clipping of each "
+            f"hospital's update to {central.clipping_norm:g}, noise multiplier "
+            f"{central.noise_multiplier:g} added by the coordinator, every "
+            "hospital weighs 1"
+        )
+    return text
 
 
 def _summary(
@@ -301,23 +384,13 @@ def _summary(
     final = result.history.final()
     if final is None:
         return
-    table = Table(title=f"{title}: final local test metrics")
-    for column in ("hospital", "test rows", "accuracy", "ROC AUC", "loss"):
-        table.add_column(column, justify="right" if column != "hospital" else "left")
-    for hospital, metrics in sorted(final.evaluate.items(), key=_hospital_order):
-        table.add_row(
-            hospital,
-            f"{metrics['num_examples']:.0f}",
-            *(f"{metrics[m]:.3f}" for m in ("accuracy", "auc", "loss")),
-        )
-    for label, summary in (("mean", final.mean()), ("weighted", final.weighted())):
-        table.add_row(
-            label, "", *(f"{summary[m]:.3f}" for m in ("accuracy", "auc", "loss"))
-        )
-    console.print(table)
+    console.print(_final_table(final, title))
     epsilon = final.max_epsilon()
     if epsilon is not None:
         console.print(f"privacy: max epsilon spent {epsilon:.3f}", highlight=False)
+    central = final.central_epsilon()
+    if central is not None:
+        console.print(f"privacy: central epsilon {central:.3f}", highlight=False)
     console.print(
         f"results: {config.out_dir}  (wall time {wall:.1f} s)",
         highlight=False,
@@ -325,8 +398,37 @@ def _summary(
     )
 
 
-def _hospital_order(item: tuple[str, object]) -> int:
-    return HOSPITALS.index(item[0]) if item[0] in HOSPITALS else len(HOSPITALS)
+def _final_table(final: RoundRecord, title: str) -> Table:
+    """Every hospital's final scores (the label kind's metrics) and their means.
+
+    Above :data:`LISTED_HOSPITALS` hospitals only the means (every hospital's
+    scores are in metrics.json).
+    """
+    metrics = KIND_METRICS[final.kind()]
+    table = Table(title=f"{title}: final local test metrics")
+    for column in ("hospital", "test rows", *(METRIC_LABELS[m] for m in metrics)):
+        table.add_column(column, justify="right" if column != "hospital" else "left")
+    rows = sorted(final.evaluate.items(), key=_hospital_order)
+    if len(rows) > LISTED_HOSPITALS:
+        table.caption = f"{len(rows)} hospitals: each one's scores are in metrics.json"
+        rows = []
+    for hospital, scores in rows:
+        table.add_row(
+            hospital,
+            f"{scores['num_examples']:.0f}",
+            *(f"{scores.get(m, math.nan):.3f}" for m in metrics),
+        )
+    for label, summary in (("mean", final.mean()), ("weighted", final.weighted())):
+        table.add_row(label, "", *(f"{summary[m]:.3f}" for m in metrics))
+    return table
+
+
+def _hospital_order(item: tuple[str, object]) -> tuple[int, str]:
+    name = item[0]
+    return (HOSPITALS.index(name) if name in HOSPITALS else len(HOSPITALS), name)
+
+
+app.command("run")(run_command)
 
 
 def main(argv: list[str] | None = None) -> None:

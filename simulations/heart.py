@@ -33,7 +33,7 @@ from hospfed.common.datasets.heart_export import hospital_raw_export, write_raw_
 from hospfed.common.datasets.heart_schema import FED_HEART_RAW_SCHEMA
 from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.model import initial_weights
-from hospfed.common.training import TrainPlan
+from hospfed.common.training import HospitalData, TrainPlan, pool
 from hospfed.server.app import RunResult, make_server_app
 from hospfed.server.checkpoint import Checkpoint
 from hospfed.server.config import RunConfig
@@ -336,6 +336,8 @@ def run_pooled(
     epochs: int = POOLED_EPOCHS,
     observer: RoundObserver | None = None,
     stop: StopRequest | None = None,
+    parts: Sequence[HospitalData] | None = None,
+    title: str = "Fed-Heart-Disease, pooled reference",
 ) -> RunResult:
     """Train centrally on the pooled training data (the reference).
 
@@ -354,6 +356,11 @@ def run_pooled(
     stop : StopRequest, optional
         When set, training stops after the current epoch; the results of
         the completed epochs are written, marked ``interrupted``.
+    parts : sequence of HospitalData, optional
+        Every hospital's model inputs (default: Fed-Heart-Disease's four);
+        the reference trains on their training sets together.
+    title : str
+        Recorded in the results.
 
     Returns
     -------
@@ -364,7 +371,10 @@ def run_pooled(
     from hospfed.client.backends import evaluate, get_backend
 
     start = time.perf_counter()
-    pooled, parts = load_pooled(), [load_hospital(h) for h in HOSPITALS]
+    if parts is None:
+        pooled, parts = load_pooled(), [load_hospital(h) for h in HOSPITALS]
+    else:
+        pooled = pool(parts)
     backend = get_backend("keras", config.model)
     backend.set_weights(initial_weights(config.model, config.seed))
     steps = -(-len(pooled.y_train) // config.train.batch_size)
@@ -411,7 +421,7 @@ def run_pooled(
             "optimizer": "adam",
             "learning_rate": POOLED_LEARNING_RATE,
             "versions": versions(),
-            "title": "Fed-Heart-Disease, pooled reference",
+            "title": title,
         }
         write_results(
             config.out_dir,

@@ -7,7 +7,8 @@ naming the problem and the fix:
 - a flag that has no effect in the chosen mode (with ``--pooled``:
   ``--rounds``, ``--strategy``, ``--min-hospitals``, ``--backend``,
   ``--epsilon``, ``--delta``, ``--clip-norm``, ``--state-dir``,
-  ``--local-steps``, ``--resume``, ``--secure-aggregation``, ``--verbose``;
+  ``--local-steps``, ``--resume``, ``--secure-aggregation``, ``--verbose``,
+  ``--central-dp`` and its settings;
   without it: ``--epochs``;
   without ``--epsilon``: ``--delta``, ``--clip-norm``, ``--state-dir``; with
   ``--resume``: ``--out`` naming another directory);
@@ -28,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import typer
+from click.core import ParameterSource
+
 from hospfed.client.privacy import PrivacySettings
 from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.errors import ConfigError, DataError
@@ -44,6 +48,15 @@ from hospfed.simulations.heart import hospital_backends
 
 __all__ = ["HeartPlan", "plan_heart", "simulation_settings"]
 
+CENTRAL_FLAGS = (
+    "central_noise_multiplier",
+    "central_clipping_norm",
+    "central_delta",
+    "target_clipped_quantile",
+    "clip_norm_lr",
+    "clipped_count_stddev",
+)
+"""Client-level central DP's flags besides ``--central-dp`` (run-config keys)."""
 NOT_POOLED = (
     "rounds",
     "strategy",
@@ -57,12 +70,23 @@ NOT_POOLED = (
     "resume",
     "secure_aggregation",
     "verbose",
+    "central_dp",
+    *CENTRAL_FLAGS,
 )
 """Flags that have no effect with ``--pooled``."""
 POOLED_ONLY = ("epochs",)
 PRIVATE_ONLY = ("delta", "clip_norm", "state_dir")
 """Flags that have no effect without ``--epsilon``."""
 SCENARIO = "fed-heart-disease"
+
+
+def explicit_flags(ctx: typer.Context) -> set[str]:
+    """The parameters of a command given on its command line (not defaults)."""
+    return {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    }
 
 
 def flag(name: str) -> str:
@@ -214,6 +238,7 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
             "model-hidden": values.get("hidden") or "",
             "out-dir": str(out),
             "secure-aggregation": secure,
+            **_central_keys(values),
         }
     )
     check_output_dir(out)
@@ -252,6 +277,33 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
     else:
         _check_resume(plan, resume)
     return plan
+
+
+def _central_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-config keys of client-level central DP that were given."""
+    if str(values.get("central_dp") or "off") == "off" and not any(
+        values.get(name) is not None for name in CENTRAL_FLAGS
+    ):
+        return {}
+    keys = {"central-dp": values.get("central_dp") or "off"}
+    for name in CENTRAL_FLAGS:
+        if values.get(name) is not None:
+            keys[name.replace("_", "-")] = values[name]
+    return keys
+
+
+def _recorded_central(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The central-DP flags a checkpoint's settings stand for."""
+    recorded: dict[str, Any] = {"central_dp": "off"}
+    recorded |= {name: None for name in CENTRAL_FLAGS}
+    if not settings:
+        return recorded
+    recorded["central_dp"] = settings["mechanism"]
+    for name in CENTRAL_FLAGS:
+        field_name = name.removeprefix("central_")
+        if settings.get(field_name) is not None:
+            recorded[name] = settings[field_name]
+    return recorded
 
 
 def _refuse(explicit: set[str], names: tuple[str, ...], *, pooled: bool) -> None:
@@ -297,6 +349,7 @@ def _resume(values: dict[str, Any], explicit: set[str]) -> Checkpoint:
             "state_dir": sim["state_dir"],
             "rounds": checkpoint.num_rounds,
             "secure_aggregation": identity.get("secure_aggregation") is not None,
+            **_recorded_central(identity.get("central_dp")),
         }
         if sim["scenario"] != SCENARIO:
             raise KeyError("scenario")

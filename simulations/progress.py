@@ -14,7 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from hospfed.server.history import RoundRecord
+from hospfed.server.history import KIND_METRICS, METRIC_LABELS, RoundRecord
 
 
 def _fmt(value: float) -> str:
@@ -22,7 +22,7 @@ def _fmt(value: float) -> str:
 
 
 class RoundProgress:
-    """Shows a progress bar over rounds and each round's per-hospital accuracy.
+    """Shows a progress bar over rounds and each round's per-hospital metric.
 
     Parameters
     ----------
@@ -83,18 +83,9 @@ class RoundProgress:
         )
 
     def on_round_end(self, record: RoundRecord, num_rounds: int) -> None:
-        """Print the round's per-hospital accuracy and advance the bar."""
-        parts = [
-            f"{h} {_fmt(m['accuracy'])}" for h, m in sorted(record.evaluate.items())
-        ]
-        mean, weighted = record.mean(), record.weighted()
+        """Print the round's per-hospital headline metric and advance the bar."""
         self.progress.console.print(
-            f"round {record.server_round:>3}/{num_rounds}  accuracy: "
-            + "  ".join(parts)
-            + f"  | mean {_fmt(mean['accuracy'])}"
-            + f"  weighted {_fmt(weighted['accuracy'])}"
-            + f"  weighted AUC {_fmt(weighted['auc'])}"
-            + _epsilon_text(record),
+            round_summary(record, num_rounds) + _epsilon_text(record),
             highlight=False,
             soft_wrap=True,
         )
@@ -104,12 +95,50 @@ class RoundProgress:
         self.last_round = record.server_round
 
 
+def round_summary(record: RoundRecord, num_rounds: int) -> str:
+    """One round's headline metric (the label kind's: accuracy or RMSE).
+
+    Every hospital's value when there are at most :data:`LISTED_HOSPITALS`,
+    else their range; then the plain and example-weighted means, and the
+    kind's second metric (ROC AUC, macro-F1 or MAE), weighted.
+    """
+    head, second = KIND_METRICS[record.kind()][:2]
+    mean, weighted = record.mean(), record.weighted()
+    return (
+        f"round {record.server_round:>3}/{num_rounds}  {METRIC_LABELS[head]}: "
+        + _each({h: m.get(head, math.nan) for h, m in record.evaluate.items()})
+        + f"  | mean {_fmt(mean[head])}"
+        + f"  weighted {_fmt(weighted[head])}"
+        + f"  weighted {METRIC_LABELS[second]} {_fmt(weighted[second])}"
+    )
+
+
+LISTED_HOSPITALS = 10
+"""Above this many hospitals a round line gives ranges, not every value."""
+
+
+def _each(values: dict[str, float], fmt: str = ".3f") -> str:
+    if len(values) <= LISTED_HOSPITALS:
+        return "  ".join(
+            f"{h} {'n/a' if math.isnan(v) else format(v, fmt)}"
+            for h, v in sorted(values.items())
+        )
+    finite = [v for v in values.values() if not math.isnan(v)]
+    if not finite:
+        return f"{len(values)} hospitals"
+    low, high = format(min(finite), fmt), format(max(finite), fmt)
+    return f"{len(values)} hospitals {low}..{high}"
+
+
 def _epsilon_text(record: RoundRecord) -> str:
     epsilons = record.epsilons()
     text = ""
     if epsilons:
-        each = " ".join(f"{h} {e:.2f}" for h, e in sorted(epsilons.items()))
+        each = _each(epsilons, ".2f").replace("  ", " ")
         text += f"  | epsilon max {max(epsilons.values()):.2f} ({each})"
+    central = record.central_epsilon()
+    if central is not None:
+        text += f"  | central epsilon {central:.2f}"
     if record.declined:
         text += f"  | {len(record.declined)} declined"
     if record.skipped is not None:

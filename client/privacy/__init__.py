@@ -3,9 +3,11 @@
 - :mod:`~hospfed.client.privacy.settings`: the hospital's DP-SGD settings
   (:class:`PrivacySettings`) and one round's instructions to a backend
   (:class:`DpStep`).
-- :mod:`~hospfed.client.privacy.accounting`: mechanisms as frozen data
-  (:class:`DpMechanism`) and their epsilon (Rényi DP of the sampled
-  Gaussian mechanism, the same analysis as Opacus).
+- :mod:`~hospfed.client.privacy.accounting`: DP-SGD's sample rate and the
+  noise a budget allows; mechanisms as frozen data (:class:`DpMechanism`)
+  and their epsilon (Rényi DP of the sampled Gaussian mechanism, Opacus's
+  analysis) come from :mod:`hospfed.common.rdp`, shared with the
+  coordinator's central DP, and are re-exported here.
 - :mod:`~hospfed.client.privacy.ledger`: every mechanism the hospital ever
   ran, persisted atomically under a lock; its file format and MAC are in
   :mod:`~hospfed.client.privacy.records`, the spending receipt beside the
@@ -15,8 +17,6 @@
 """
 
 from hospfed.client.privacy.accounting import (
-    DpMechanism,
-    epsilon_spent,
     expected_batch_size,
     noise_multiplier_for,
     poisson_sample_rate,
@@ -35,6 +35,7 @@ from hospfed.client.privacy.settings import (
     InsecureRandomnessWarning,
     PrivacySettings,
 )
+from hospfed.common.rdp import DpMechanism, epsilon_spent
 
 __all__ = [
     "LEDGER_FILE",

@@ -1,7 +1,7 @@
 """The hospital's privacy ledger: every DP-SGD mechanism it ever ran.
 
 The ledger is the hospital's auditable privacy claim. Each entry is one
-round's :class:`~hospfed.client.privacy.accounting.DpMechanism` (noise
+round's :class:`~hospfed.common.rdp.DpMechanism` (noise
 multiplier, sample rate, steps) with the run and round it served, so the
 epsilon spent can always be recomputed from it. It is JSON (never pickle),
 written atomically (temporary file, fsync, rename, fsync of the directory),
@@ -43,11 +43,6 @@ from pathlib import Path
 
 import filelock
 
-from hospfed.client.privacy.accounting import (
-    DpMechanism,
-    check_epsilon,
-    epsilon_spent,
-)
 from hospfed.client.privacy.receipt import (
     SpendingReceipt,
     read_receipt,
@@ -66,6 +61,7 @@ from hospfed.client.privacy.records import (
 )
 from hospfed.common.errors import LedgerError, PrivacyBudgetError
 from hospfed.common.files import atomic_write
+from hospfed.common.rdp import DpMechanism, check_epsilon, epsilon_spent
 
 LEDGER_FILE = "privacy-ledger.json"
 LOCK_FILE = "privacy-ledger.lock"

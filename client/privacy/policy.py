@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hospfed.client.privacy.accounting import (
-    DpMechanism,
-    epsilon_spent,
     noise_multiplier_for,
     poisson_sample_rate,
 )
 from hospfed.client.privacy.ledger import PrivacyLedger, ledger_lock
 from hospfed.client.privacy.settings import DpStep, PrivacySettings
 from hospfed.common.errors import PrivacyBudgetError
+from hospfed.common.rdp import DpMechanism, epsilon_spent
 from hospfed.common.training import TrainPlan
 
 logger = logging.getLogger(__name__)

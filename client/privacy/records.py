@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hospfed.client.privacy.accounting import DpMechanism
 from hospfed.client.vault import KeySource, hospital_key
+from hospfed.common.rdp import DpMechanism
 
 LEDGER_FORMAT = "hospfed-privacy-ledger"
 LEDGER_VERSION = 2

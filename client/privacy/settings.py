@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hospfed.client.privacy.accounting import check_delta, check_epsilon
 from hospfed.common.config import get_float, get_int
 from hospfed.common.errors import ConfigError
+from hospfed.common.rdp import check_delta, check_epsilon
 
 __all__ = ["DpStep", "InsecureRandomnessWarning", "PrivacySettings"]
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from hospfed.common.errors import DataError
 from hospfed.common.schema import Column, DatasetSchema
-from hospfed.common.training import HospitalData
+from hospfed.common.training import HospitalData, pool
 
 HOSPITALS: tuple[str, ...] = ("cleveland", "hungary", "switzerland", "va")
 """The four hospitals, in FLamby's centre order."""
@@ -266,12 +266,24 @@ def load_hospital(hospital: str) -> HospitalData:
         If ``hospital`` is not one of :data:`HOSPITALS`.
 
     """
+    return prepare_hospital(hospital, clinical_table(hospital))
+
+
+def clinical_table(hospital: str) -> pd.DataFrame:
+    """One hospital's clinical table in UCI coding (a copy; all its rows).
+
+    Raises
+    ------
+    DataError
+        If ``hospital`` is not one of :data:`HOSPITALS`.
+
+    """
     if hospital not in HOSPITALS:
         raise DataError(
             f"unknown hospital {hospital!r}; the embedded federation has "
             f"{', '.join(HOSPITALS)}"
         )
-    return prepare_hospital(hospital, _clinical_tables()[hospital])
+    return _clinical_tables()[hospital].copy()
 
 
 @functools.cache
@@ -281,11 +293,4 @@ def _clinical_tables() -> dict[str, pd.DataFrame]:
 
 def load_pooled() -> HospitalData:
     """Concatenate the four hospitals' prepared sets (the pooled reference)."""
-    parts = [load_hospital(h) for h in HOSPITALS]
-    return HospitalData(
-        hospital="pooled",
-        x_train=np.concatenate([p.x_train for p in parts]),
-        y_train=np.concatenate([p.y_train for p in parts]),
-        x_test=np.concatenate([p.x_test for p in parts]),
-        y_test=np.concatenate([p.y_test for p in parts]),
-    )
+    return pool([load_hospital(h) for h in HOSPITALS])

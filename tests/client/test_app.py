@@ -13,7 +13,8 @@ from hospfed.client.app import (
 from hospfed.client.data import HospitalDataset, NodeSettings
 from hospfed.client.privacy import PrivacySettings
 from hospfed.client.vault import generate_key_file
-from hospfed.common.datasets.heart import load_hospital
+from hospfed.common.datasets import FED_HEART_TASK
+from hospfed.common.datasets.heart import clinical_table
 from hospfed.common.datasets.heart_schema import FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError, PrivacyBudgetError, SchemaError
 from hospfed.common.model import ModelSpec, initial_weights
@@ -41,13 +42,15 @@ def node(hospital, **settings):
 
 
 def client_for(hospital, schema=FED_HEART_SCHEMA, **settings):
-    dataset = HospitalDataset(load_hospital(hospital), schema)
+    dataset = HospitalDataset(clinical_table(hospital), schema, hospital)
     return HospitalClient(dataset, node(hospital, **settings), "run-1")
 
 
 def instructions(spec, server_round=1, **plan):
     base = {"learning_rate": 0.01, "local_steps": 20, "batch_size": 4} | plan
-    return encode_instructions(TrainPlan(**base), spec, server_round, FED_HEART_SCHEMA)
+    return encode_instructions(
+        TrainPlan(**base), spec, server_round, FED_HEART_SCHEMA, task=FED_HEART_TASK
+    )
 
 
 def test_fit_trains_on_local_data_and_reports_only_whitelisted_metrics():
@@ -188,3 +191,28 @@ def test_node_config_carries_the_hospitals_own_privacy_settings(tmp_path):
         NodeSettings.from_mapping({"data": "va.hfd", "key-file": "k", "epsilon": 1})
     plain = NodeSettings.from_mapping({"data": "va.hfd", "key-file": "k"})
     assert plain.privacy is None
+
+
+def test_a_task_that_does_not_fit_the_hospitals_rows_is_refused_naming_both():
+    from hospfed.common.task import dumps_task, loads_task
+
+    spec = ModelSpec(13)
+    text = dumps_task(FED_HEART_TASK).replace('"thalach"', '"heart_rate"')
+    other = loads_task(text, fmt="json")
+    config = encode_instructions(
+        TrainPlan(learning_rate=0.01, local_steps=1, batch_size=4),
+        spec,
+        1,
+        FED_HEART_SCHEMA,
+        task=other,
+    )
+    with pytest.raises(SchemaError, match="^switzerland: task .*'heart_rate'"):
+        client_for("switzerland").fit(initial_weights(spec, 0), config)
+
+
+def test_inputs_are_built_once_per_task():
+    spec = ModelSpec(13)
+    client = client_for("va")
+    client.fit(initial_weights(spec, 0), instructions(spec))
+    client.evaluate(initial_weights(spec, 0), instructions(spec))
+    assert list(client.dataset._inputs) == [FED_HEART_TASK.fingerprint()]

@@ -20,6 +20,7 @@ from flwr.compat.common import recorddict_compat as compat
 from hospfed.client.audit import verify_audit_log
 from hospfed.client.data import NodeSettings
 from hospfed.client.outgoing import make_outgoing_policy
+from hospfed.common.datasets import FED_HEART_TASK
 from hospfed.common.datasets.heart_schema import FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError
 from hospfed.common.model import ModelSpec, initial_weights
@@ -41,7 +42,9 @@ def task_identity(monkeypatch):
 
 def instructions(server_round=2):
     plan = TrainPlan(learning_rate=0.1, local_steps=1, batch_size=4)
-    return encode_instructions(plan, SPEC, server_round, FED_HEART_SCHEMA)
+    return encode_instructions(
+        plan, SPEC, server_round, FED_HEART_SCHEMA, task=FED_HEART_TASK
+    )
 
 
 def train_message():

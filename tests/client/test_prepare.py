@@ -11,6 +11,7 @@ import pytest
 from hospfed.client.data import NodeSettings, load_hospital_data, open_prepared
 from hospfed.client.prepare import deid_secrets, prepare_export, read_raw_export
 from hospfed.client.vault import Passphrase, generate_key_file, read_encrypted_frame
+from hospfed.common.datasets import FED_HEART_TASK
 from hospfed.common.datasets.heart import HOSPITALS, load_hospital
 from hospfed.common.datasets.heart_export import (
     hospital_raw_export,
@@ -40,10 +41,9 @@ def test_training_data_from_the_encrypted_file_equals_the_embedded_data(
     settings = NodeSettings(hospital=hospital, data=out, key_file=tmp_path / "site.key")
     loaded = load_hospital_data(settings)
     reference = load_hospital(hospital)
+    inputs = loaded.inputs(FED_HEART_TASK)  # the run's task, as a round sends it
     for name in ("x_train", "y_train", "x_test", "y_test"):
-        np.testing.assert_array_equal(
-            getattr(loaded.data, name), getattr(reference, name)
-        )
+        np.testing.assert_array_equal(getattr(inputs, name), getattr(reference, name))
     assert loaded.schema.fingerprint() == FED_HEART_SCHEMA.fingerprint()
 
 
@@ -165,7 +165,7 @@ def test_a_passphrase_works_instead_of_a_key_file(tmp_path, monkeypatch):
     settings = NodeSettings(
         hospital="va", data=tmp_path / "va.hfd", passphrase_env="VA_PASSPHRASE"
     )
-    assert len(load_hospital_data(settings).data.y_train) == 85
+    assert len(load_hospital_data(settings).inputs(FED_HEART_TASK).y_train) == 85
 
 
 def test_an_identifier_left_in_a_kept_column_fails_closed(tmp_path):
@@ -223,4 +223,6 @@ def test_the_long_lived_process_reads_without_keeping_a_copy(tmp_path):
     first, second = read_hospital_data(settings), read_hospital_data(settings)
     assert first is not second
     assert _load.cache_info().currsize == before
-    np.testing.assert_array_equal(first.data.x_train, second.data.x_train)
+    np.testing.assert_array_equal(
+        first.inputs(FED_HEART_TASK).x_train, second.inputs(FED_HEART_TASK).x_train
+    )

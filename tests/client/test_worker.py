@@ -17,7 +17,8 @@ import pytest
 from hospfed.client.app import HospitalClient
 from hospfed.client.data import HospitalDataset, NodeSettings
 from hospfed.client.worker import Worker, WorkerClient, recv_frame, send_frame
-from hospfed.common.datasets.heart import load_hospital
+from hospfed.common.datasets import FED_HEART_TASK
+from hospfed.common.datasets.heart import clinical_table
 from hospfed.common.datasets.heart_schema import FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError, SchemaError
 from hospfed.common.model import ModelSpec, initial_weights
@@ -38,12 +39,14 @@ def _settings() -> NodeSettings:
 
 
 def _dataset() -> HospitalDataset:
-    return HospitalDataset(load_hospital("switzerland"), FED_HEART_SCHEMA)
+    return HospitalDataset(
+        clinical_table("switzerland"), FED_HEART_SCHEMA, "switzerland"
+    )
 
 
 def _config(server_round: int = 1, schema: DatasetSchema = FED_HEART_SCHEMA) -> dict:
     plan = TrainPlan(learning_rate=0.01, local_steps=20, batch_size=4)
-    return encode_instructions(plan, SPEC, server_round, schema)
+    return encode_instructions(plan, SPEC, server_round, schema, task=FED_HEART_TASK)
 
 
 @pytest.fixture

@@ -137,9 +137,11 @@ def test_a_bad_output_spec_is_refused():
 
 
 def test_the_output_kind_travels_in_the_instructions():
+    from hospfed.common.datasets import FED_HEART_TASK
     from hospfed.common.datasets.heart_schema import FED_HEART_SCHEMA
     from hospfed.common.protocol import decode_spec, encode_instructions
 
     spec = KINDS["multiclass"]
     plan = TrainPlan(learning_rate=0.1, local_steps=1, batch_size=8)
-    assert decode_spec(encode_instructions(plan, spec, 1, FED_HEART_SCHEMA)) == spec
+    config = encode_instructions(plan, spec, 1, FED_HEART_SCHEMA, task=FED_HEART_TASK)
+    assert decode_spec(config) == spec
