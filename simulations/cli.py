@@ -37,6 +37,15 @@ from hospfed.server.central_dp import CentralDpSettings
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES, RunConfig
 from hospfed.server.history import KIND_METRICS, METRIC_LABELS, RoundRecord
 from hospfed.server.stop import RunInterruptedError, StopRequest
+from hospfed.simulations.flags import (
+    CentralClipFlag,
+    CentralDeltaFlag,
+    CentralDpFlag,
+    CentralNoiseFlag,
+    ClipLrFlag,
+    CountStddevFlag,
+    QuantileFlag,
+)
 from hospfed.simulations.heart import (
     POOLED_EPOCHS,
     SIM_BACKENDS,
@@ -130,43 +139,13 @@ def heart(
             "hospital may drop out of a round)."
         ),
     ] = True,
-    central_dp: Annotated[
-        str,
-        typer.Option(
-            help="Client-level central DP: off, fixed or adaptive clipping (each "
-            "hospital clips its update, the coordinator noises the mean; "
-            "fedavg or fedprox)."
-        ),
-    ] = "off",
-    central_noise_multiplier: Annotated[
-        float | None,
-        typer.Option(help="Central DP noise multiplier z [default: 1.0]."),
-    ] = None,
-    central_clipping_norm: Annotated[
-        float | None,
-        typer.Option(
-            help="Central DP clipping norm of an update (adaptive: the initial "
-            "one) [default: 0.5]."
-        ),
-    ] = None,
-    central_delta: Annotated[
-        float | None,
-        typer.Option(help="Delta of the central epsilon [default: 1e-3]."),
-    ] = None,
-    target_clipped_quantile: Annotated[
-        float | None,
-        typer.Option(help="Adaptive clipping's target [default: 0.5]."),
-    ] = None,
-    clip_norm_lr: Annotated[
-        float | None,
-        typer.Option(help="Adaptive clipping's learning rate [default: 0.2]."),
-    ] = None,
-    clipped_count_stddev: Annotated[
-        float | None,
-        typer.Option(
-            help="Adaptive clipping's noise on the clipped count [default: z]."
-        ),
-    ] = None,
+    central_dp: CentralDpFlag = "off",
+    central_noise_multiplier: CentralNoiseFlag = None,
+    central_clipping_norm: CentralClipFlag = None,
+    central_delta: CentralDeltaFlag = None,
+    target_clipped_quantile: QuantileFlag = None,
+    clip_norm_lr: ClipLrFlag = None,
+    clipped_count_stddev: CountStddevFlag = None,
     verbose: Annotated[
         bool, typer.Option(help="Show Flower's and Ray's logs.")
     ] = False,

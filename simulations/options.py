@@ -238,7 +238,7 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
             "model-hidden": values.get("hidden") or "",
             "out-dir": str(out),
             "secure-aggregation": secure,
-            **_central_keys(values),
+            **central_keys(values),
         }
     )
     check_output_dir(out)
@@ -279,7 +279,7 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
     return plan
 
 
-def _central_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+def central_keys(values: Mapping[str, Any]) -> dict[str, Any]:
     """The run-config keys of client-level central DP that were given."""
     if str(values.get("central_dp") or "off") == "off" and not any(
         values.get(name) is not None for name in CENTRAL_FLAGS

@@ -37,7 +37,7 @@ from hospfed.common.schema import DatasetSchema
 from hospfed.common.task import LearningTask
 from hospfed.server.config import RunConfig
 from hospfed.simulations.heart import hospital_backends
-from hospfed.simulations.options import NOT_POOLED, HeartPlan, flag
+from hospfed.simulations.options import NOT_POOLED, HeartPlan, central_keys, flag
 from hospfed.simulations.sites import (
     SiteFile,
     parse_sites,
@@ -303,6 +303,7 @@ def _config(
                 if values["learning_rate"] is None
                 else {"learning-rate": float(values["learning_rate"])}
             ),
+            **central_keys(values),
             "fraction-fit": fraction,
             "fraction-evaluate": fraction,
         },

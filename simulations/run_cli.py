@@ -24,6 +24,15 @@ from rich.console import Console
 from hospfed.common.training import HospitalData
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES
 from hospfed.server.stop import StopRequest
+from hospfed.simulations.flags import (
+    CentralClipFlag,
+    CentralDeltaFlag,
+    CentralDpFlag,
+    CentralNoiseFlag,
+    ClipLrFlag,
+    CountStddevFlag,
+    QuantileFlag,
+)
 from hospfed.simulations.heart import POOLED_EPOCHS, PreparedSite, heart_nodes
 from hospfed.simulations.options import explicit_flags
 from hospfed.simulations.own import OwnPlan, plan_run
@@ -136,6 +145,13 @@ def run_command(
     secure_aggregation: Annotated[
         bool, typer.Option(help="SecAgg+: the coordinator sees only sums.")
     ] = True,
+    central_dp: CentralDpFlag = "off",
+    central_noise_multiplier: CentralNoiseFlag = None,
+    central_clipping_norm: CentralClipFlag = None,
+    central_delta: CentralDeltaFlag = None,
+    target_clipped_quantile: QuantileFlag = None,
+    clip_norm_lr: ClipLrFlag = None,
+    clipped_count_stddev: CountStddevFlag = None,
     pooled: Annotated[
         bool, typer.Option("--pooled", help="Train centrally on the pooled data.")
     ] = False,
