@@ -8,6 +8,8 @@ budget (delta 1e-3 over the whole run); ``--backend mixed`` puts two
 hospitals on Keras and two on PyTorch.
 
     .venv/bin/python benchmarks/accuracy_heart.py --seeds 5 --strategies fedavg
+    .venv/bin/python benchmarks/accuracy_heart.py --strategies fedavg,fedyogi \
+        --no-secure-aggregation
     .venv/bin/python benchmarks/accuracy_heart.py --strategies fedyogi \
         --epsilons 0.5,1,2,8
 """
@@ -26,12 +28,19 @@ ALL = ["fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "pooled"]
 
 
 def run_one(
-    strategy: str, seed: int, out: Path, *, backend: str, epsilon: str
+    strategy: str,
+    seed: int,
+    out: Path,
+    *,
+    backend: str,
+    epsilon: str,
+    secure: bool = True,
 ) -> float:
     args = ["--pooled"] if strategy == "pooled" else ["--strategy", strategy]
     if strategy != "pooled":
         args += ["--backend", backend]
         args += ["--epsilon", epsilon] if epsilon else []
+        args += [] if secure else ["--no-secure-aggregation"]
     exe = Path(sys.executable).with_name("hospfed-sim")
     subprocess.run(
         [str(exe), "heart", *args, "--seed", str(seed), "--out", str(out)],
@@ -48,6 +57,12 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(ALL))
     parser.add_argument("--backend", default="keras")
     parser.add_argument("--epsilons", default="", help="e.g. 0.5,1,2,8")
+    parser.add_argument(
+        "--no-secure-aggregation",
+        dest="secure",
+        action="store_false",
+        help="run without SecAgg+ (its quantisation moves results slightly)",
+    )
     options = parser.parse_args()
     runs = [
         (strategy, epsilon)
@@ -64,6 +79,7 @@ def main() -> None:
                     Path(tmp) / f"{name}-{seed}",
                     backend=options.backend,
                     epsilon=epsilon,
+                    secure=options.secure,
                 )
                 for seed in range(options.seeds)
             ]

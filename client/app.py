@@ -46,6 +46,7 @@ from hospfed.common.protocol import (
     Key,
     decode_plan,
     decode_round,
+    decode_scaling,
     decode_schema,
     decode_spec,
     decode_task,
@@ -109,9 +110,37 @@ class HospitalClient(NumPyClient):
         self.dataset.schema.check_matches(decode_schema(config))
         task = decode_task(config)
         try:
-            return self.dataset.inputs(task)
+            return self.dataset.inputs(task, decode_scaling(config))
         except (DataError, SchemaError) as exc:  # the coordinator names who failed
             raise type(exc)(f"{self.dataset.hospital}: {exc}") from exc
+
+    def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
+        """Answer the coordinator's sums query (federation-wide standardisation).
+
+        Only sums over the training inputs the run's task builds, and their
+        count, leave (as :data:`~hospfed.common.protocol.Key.INPUT_SUMS`).
+
+        Raises
+        ------
+        ConfigError
+            If this hospital trains with DP: exact sums of its training
+            inputs are not covered by DP-SGD, so it does not send them.
+
+        """
+        hospital = self.dataset.hospital
+        if self.settings.privacy is not None:
+            raise ConfigError(
+                f"{hospital}: trains with DP-SGD, and the exact sums of its "
+                "training inputs that federation-wide standardisation needs are "
+                "not covered by DP; use a task that standardises by hospital"
+            )
+        self.dataset.schema.check_matches(decode_schema(config))
+        task = decode_task(config)
+        try:
+            sums = self.dataset.input_sums(task)
+        except (DataError, SchemaError) as exc:
+            raise type(exc)(f"{hospital}: {exc}") from exc
+        return {Key.HOSPITAL: hospital, Key.INPUT_SUMS: sums.to_json()}
 
     def _privacy_for(self, data: HospitalData) -> HospitalPrivacy | None:
         """The DP ledger guarding ``data`` (None: this hospital trains without DP).

@@ -30,6 +30,7 @@ from hospfed.client.vault import (
 )
 from hospfed.common.config import get_choice
 from hospfed.common.errors import ConfigError, DataError, SchemaError
+from hospfed.common.scaling import InputSums, Scaling
 from hospfed.common.schema import DatasetSchema, loads_schema
 from hospfed.common.task import LearningTask
 from hospfed.common.training import HospitalData
@@ -226,21 +227,34 @@ class HospitalDataset:
     hospital: str
     _inputs: dict[str, HospitalData] = field(default_factory=dict, repr=False)
 
-    def inputs(self, task: LearningTask) -> HospitalData:
+    def inputs(
+        self, task: LearningTask, scaling: Scaling | None = None
+    ) -> HospitalData:
         """The model inputs ``task`` builds from these rows (kept per task).
+
+        ``scaling``: the federation's statistics, for a task that
+        standardises by federation.
 
         Raises
         ------
         SchemaError, DataError
             If the task does not fit these rows, naming the column.
+        ConfigError
+            If the task needs ``scaling`` and it is missing.
 
         """
         from hospfed.client.features import build_inputs
 
-        key = task.fingerprint()
+        key = task.fingerprint() + ("" if scaling is None else scaling.digest())
         if key not in self._inputs:
-            self._inputs[key] = build_inputs(self.frame, task, self.hospital)
+            self._inputs[key] = build_inputs(self.frame, task, self.hospital, scaling)
         return self._inputs[key]
+
+    def input_sums(self, task: LearningTask) -> InputSums:
+        """Sums over the training inputs ``task`` builds (federation scaling)."""
+        from hospfed.client.features import input_sums
+
+        return input_sums(self.frame, task, self.hospital)
 
 
 def load_hospital_data(settings: NodeSettings) -> HospitalDataset:

@@ -12,17 +12,24 @@ trained, with an error naming the column (never a patient value).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from hospfed.common.errors import DataError, SchemaError
+from hospfed.common.errors import ConfigError, DataError, SchemaError
+from hospfed.common.scaling import InputSums, Scaling
 from hospfed.common.task import Feature, Label, LearningTask
 from hospfed.common.training import HospitalData
 
-__all__ = ["EncodedRows", "build_inputs", "check_task_fits", "encode_rows"]
+__all__ = [
+    "EncodedRows",
+    "build_inputs",
+    "check_task_fits",
+    "encode_rows",
+    "input_sums",
+]
 
 Floats = npt.NDArray[np.float64]
 
@@ -90,7 +97,10 @@ class EncodedRows:
 
 
 def build_inputs(
-    frame: pd.DataFrame, task: LearningTask, hospital: str
+    frame: pd.DataFrame,
+    task: LearningTask,
+    hospital: str,
+    scaling: Scaling | None = None,
 ) -> HospitalData:
     """Build one hospital's model inputs from its prepared data.
 
@@ -102,6 +112,9 @@ def build_inputs(
         The federation's task.
     hospital : str
         The hospital's name (for messages).
+    scaling : Scaling, optional
+        The federation's statistics; required by (and only used with) a
+        task that standardises by federation.
 
     Returns
     -------
@@ -116,13 +129,60 @@ def build_inputs(
         If a value does not fit the task (a level not in the task's list, a
         label of the wrong kind, text where numbers are expected), or too few
         rows are left; the message names the column and counts, never values.
+    ConfigError
+        If the task standardises by federation and ``scaling`` is missing or
+        of another width.
 
     """
-    return encode_rows(frame, task, hospital).hospital_data(hospital)
+    return encode_rows(frame, task, hospital, scaling).hospital_data(hospital)
 
 
-def encode_rows(frame: pd.DataFrame, task: LearningTask, hospital: str) -> EncodedRows:
+def input_sums(frame: pd.DataFrame, task: LearningTask, hospital: str) -> InputSums:
+    """Sums over the training inputs, encoded but not scaled (federation scaling).
+
+    Raises
+    ------
+    SchemaError, DataError
+        As :func:`build_inputs`.
+
+    """
+    rows = _encoded_rows(frame, task, hospital)
+    train = rows.inputs[rows.train]
+    return InputSums(
+        count=len(train),
+        sums=tuple(map(float, train.sum(axis=0))),
+        squares=tuple(map(float, (train**2).sum(axis=0))),
+    )
+
+
+def encode_rows(
+    frame: pd.DataFrame,
+    task: LearningTask,
+    hospital: str,
+    scaling: Scaling | None = None,
+) -> EncodedRows:
     """Encode, split and fit the scaling of one hospital's rows (see above)."""
+    rows = _encoded_rows(frame, task, hospital)
+    if task.standardise == "hospital":
+        mean, std = rows.inputs[rows.train].mean(axis=0), rows.inputs[rows.train].std(0)
+        std[std == 0] = 1.0  # a constant input (one level everywhere) stays 0
+        return replace(rows, mean=mean, std=std)
+    if task.standardise == "federation":
+        width = rows.inputs.shape[1]
+        if scaling is None or len(scaling.mean) != width:
+            raise ConfigError(
+                f"{hospital}: task {task.name!r} standardises with the "
+                f"federation's statistics of its {width} inputs, which the "
+                "instructions do not carry"
+            )
+        return replace(rows, mean=np.asarray(scaling.mean), std=np.asarray(scaling.std))
+    return rows
+
+
+def _encoded_rows(
+    frame: pd.DataFrame, task: LearningTask, hospital: str
+) -> EncodedRows:
+    """The kept rows encoded and split, not scaled."""
     check_task_fits(frame, task)
     kept = _complete_rows(frame, task)
     if len(kept) < 2:
@@ -136,18 +196,14 @@ def encode_rows(frame: pd.DataFrame, task: LearningTask, hospital: str) -> Encod
         [_encoded(kept[f.column], f) for f in task.features], axis=1
     )
     train, test = _split(labels, task)
-    mean = std = None
-    if task.standardise == "hospital":
-        mean, std = inputs[train].mean(axis=0), inputs[train].std(axis=0)
-        std[std == 0] = 1.0  # a constant input (one level everywhere) stays 0
     return EncodedRows(
         index=kept.index,
         inputs=inputs,
         labels=labels,
         train=train,
         test=test,
-        mean=mean,
-        std=std,
+        mean=None,
+        std=None,
     )
 
 

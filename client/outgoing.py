@@ -6,7 +6,9 @@ holds exactly the model's arrays (the count, shapes and dtype of the run's
 model spec) and metrics from the whitelist, and records it in the
 hospital's audit log (:mod:`hospfed.client.audit`) before it is sent. A
 reply that breaks the rule is replaced by an error: nothing else leaves.
-Only train and evaluate messages are answered.
+Only train and evaluate messages, and the coordinator's query for sums over
+the training inputs (federation-wide standardisation:
+:mod:`hospfed.common.scaling`), are answered.
 
 With secure aggregation, place this mod inside ``secaggplus_mod`` (later in
 the ``mods`` list), so it checks and records the plain update before it is
@@ -23,12 +25,19 @@ from flwr.app.message import Context, Message
 from flwr.app.message_type import MessageType
 from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common import parameters_to_ndarrays
+from flwr.common.constant import MessageTypeLegacy
 from flwr.compat.common import recorddict_compat as compat
 
 from hospfed.client.audit import append_audit_entry
 from hospfed.client.data import NodeSettings
 from hospfed.common.errors import ConfigError
-from hospfed.common.protocol import METRIC_WHITELIST, Key, decode_round, decode_spec
+from hospfed.common.protocol import (
+    METRIC_WHITELIST,
+    PROPERTY_WHITELIST,
+    Key,
+    decode_round,
+    decode_spec,
+)
 
 __all__ = ["check_reply", "make_outgoing_policy"]
 
@@ -82,9 +91,12 @@ def make_outgoing_policy(resolve: Callable[[Context], NodeSettings]) -> Mod:
         msg: Message, ctxt: Context, call_next: ClientAppCallable
     ) -> Message:
         kind = msg.metadata.message_type
+        if kind == MessageTypeLegacy.GET_PROPERTIES:
+            return _sums_reply(msg, ctxt, call_next, resolve)
         if kind not in (MessageType.TRAIN, MessageType.EVALUATE):
             raise ConfigError(
-                f"this hospital answers train and evaluate only, not {kind}"
+                f"this hospital answers train, evaluate and sums queries only, "
+                f"not {kind}"
             )
         reply = call_next(msg, ctxt)
         if reply.has_error():
@@ -120,3 +132,32 @@ def make_outgoing_policy(resolve: Callable[[Context], NodeSettings]) -> Mod:
         return reply
 
     return outgoing_policy
+
+
+def _sums_reply(
+    msg: Message,
+    ctxt: Context,
+    call_next: ClientAppCallable,
+    resolve: Callable[[Context], NodeSettings],
+) -> Message:
+    """Let a sums query's answer out only with whitelisted properties; audit it."""
+    reply = call_next(msg, ctxt)
+    if reply.has_error():
+        return reply
+    properties = dict(compat.recorddict_to_getpropertiesres(reply.content).properties)
+    extra = sorted(set(properties) - PROPERTY_WHITELIST)
+    if extra:
+        raise ConfigError(f"reply refused: properties {extra} are not whitelisted")
+    settings = resolve(ctxt)
+    if settings.state_dir is not None:
+        append_audit_entry(
+            settings.state_dir,
+            run=str(ctxt.run_id),
+            server_round=0,  # before round 1
+            message_type=str(MessageTypeLegacy.GET_PROPERTIES),
+            arrays=[],
+            metrics=properties,
+            num_examples=0,
+            epsilon=None,
+        )
+    return reply

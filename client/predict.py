@@ -23,10 +23,11 @@ import pandas as pd
 
 from hospfed.client.data import PreparedDataset
 from hospfed.client.features import encode_rows
-from hospfed.common.errors import DataError
+from hospfed.common.errors import ConfigError, DataError
 from hospfed.common.files import atomic_write
 from hospfed.common.metrics import Evaluation, evaluate_predictions
 from hospfed.common.model import ModelSpec, Weights
+from hospfed.common.scaling import Scaling
 from hospfed.common.task import LearningTask
 
 __all__ = [
@@ -46,6 +47,8 @@ class RunModel:
     spec: ModelSpec
     weights: Weights
     status: str
+    scaling: Scaling | None = None
+    """The federation's input statistics (a task standardising by federation)."""
 
 
 def load_run_model(run_dir: Path) -> RunModel:
@@ -70,13 +73,15 @@ def load_run_model(run_dir: Path) -> RunModel:
         )
         with np.load(run_dir / "model.npz", allow_pickle=False) as archive:
             weights = [archive[f"w{i}"] for i in range(len(archive.files))]
-    except (OSError, KeyError, TypeError, ValueError) as exc:
+        recorded = document["run"].get("scaling")
+        scaling = None if recorded is None else Scaling.from_json(json.dumps(recorded))
+    except (OSError, KeyError, TypeError, ValueError, ConfigError) as exc:
         raise DataError(
             f"{run_dir} is not a run's results directory with a model "
             f"(metrics.json and model.npz): {type(exc).__name__}"
         ) from None
     spec.check_weights(weights)
-    return RunModel(spec, weights, str(document.get("status", "unknown")))
+    return RunModel(spec, weights, str(document.get("status", "unknown")), scaling)
 
 
 def forward(spec: ModelSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
@@ -121,7 +126,8 @@ def evaluate_at_hospital(
 ) -> Evaluation:
     """Score the model on this hospital's own test split."""
     _check_fits(model, task)
-    data = encode_rows(prepared.frame, task, hospital).hospital_data(hospital)
+    rows = encode_rows(prepared.frame, task, hospital, model.scaling)
+    data = rows.hospital_data(hospital)
     predicted = forward(model.spec, model.weights, data.x_test)
     return evaluate_predictions(model.spec.output, data.y_test, predicted)
 
@@ -136,7 +142,7 @@ def predict_rows(
     ``p_<class>`` per class (multi-class), or ``value`` (continuous).
     """
     _check_fits(model, task)
-    rows = encode_rows(prepared.frame, task, hospital)
+    rows = encode_rows(prepared.frame, task, hospital, model.scaling)
     predicted = forward(model.spec, model.weights, rows.scaled())
     keys = [c.name for c in prepared.schema.columns if c.role == "pseudonym"]
     table = prepared.frame.loc[rows.index, keys].reset_index(drop=True)

@@ -108,7 +108,7 @@ def _error(kind: str, message: str) -> HospfedError:
 
 
 class WorkerClient(NumPyClient):
-    """The ClientApp's side: forwards fit and evaluate to the warm worker.
+    """The ClientApp's side: forwards fit, evaluate and sums queries to the worker.
 
     Parameters
     ----------
@@ -147,6 +147,11 @@ class WorkerClient(NumPyClient):
         header, arrays = self._call("fit", parameters, config)
         return arrays, int(header["num_examples"]), dict(header["metrics"])
 
+    def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
+        """Answer a sums query in the worker."""
+        header, _ = self._call("properties", [], config)
+        return dict(header["properties"])
+
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
@@ -160,7 +165,7 @@ class WorkerClient(NumPyClient):
 
 
 class Worker:
-    """The warm side: serves fit and evaluate on a Unix socket, one at a time.
+    """The warm side: serves fit, evaluate and sums queries, one at a time.
 
     Parameters
     ----------
@@ -260,6 +265,8 @@ class Worker:
         if header.get("op") == "evaluate":
             loss, count, metrics = client.evaluate(arrays, config)
             return {"loss": loss, "num_examples": count, "metrics": metrics}, []
+        if header.get("op") == "properties":
+            return {"properties": client.get_properties(config)}, []
         raise ConfigError(f"the worker does not do {header.get('op')!r}")
 
     def _client(self, run: str) -> Any:

@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 from hospfed.common.errors import ConfigError, SchemaError
 from hospfed.common.model import ModelSpec
+from hospfed.common.scaling import Scaling
 from hospfed.common.schema import DatasetSchema, dumps_schema, loads_schema
 from hospfed.common.task import LearningTask, dumps_task, loads_task
 from hospfed.common.training import TrainPlan
@@ -36,6 +37,10 @@ class Key:
     SCHEMA = "schema"
     TASK = "task"
     TASK_FINGERPRINT = "task-fingerprint"
+    SCALING = "scaling"
+    """The federation's input statistics (a task standardising by federation)."""
+    INPUT_SUMS = "input-sums"
+    """A hospital's sums over its training inputs (answer to a sums query)."""
     CENTRAL_DP = "central-dp"
     """``fixed`` or ``adaptive``: clip the update to Flower's ``clipping_norm``
     (sent with it) and report weight 1 (:mod:`hospfed.client.central_dp`)."""
@@ -71,6 +76,9 @@ METRIC_WHITELIST: frozenset[str] = frozenset(
 )
 """The only metric names a hospital may send."""
 
+PROPERTY_WHITELIST: frozenset[str] = frozenset({Key.HOSPITAL, Key.INPUT_SUMS})
+"""The only properties a hospital may send (its answer to a sums query)."""
+
 
 def encode_instructions(
     plan: TrainPlan,
@@ -79,6 +87,7 @@ def encode_instructions(
     schema: DatasetSchema,
     *,
     task: LearningTask,
+    scaling: Scaling | None = None,
 ) -> dict[str, Scalar]:
     """Flatten a round's instructions into a Flower config.
 
@@ -95,6 +104,9 @@ def encode_instructions(
     task : LearningTask
         How every hospital builds its model inputs (sent whole, with its
         fingerprint).
+    scaling : Scaling, optional
+        The federation's input statistics (a task standardising by
+        federation).
 
     Returns
     -------
@@ -114,7 +126,22 @@ def encode_instructions(
         Key.SCHEMA: dumps_schema(schema),
         Key.TASK: dumps_task(task),
         Key.TASK_FINGERPRINT: task.fingerprint(),
+        **({} if scaling is None else {Key.SCALING: scaling.to_json()}),
     }
+
+
+def decode_scaling(config: Mapping[str, Scalar]) -> Scaling | None:
+    """The federation's input statistics in a round's config, if it carries them.
+
+    Raises
+    ------
+    ConfigError
+        If they are malformed.
+
+    """
+    if Key.SCALING not in config:
+        return None
+    return Scaling.from_json(str(config[Key.SCALING]))
 
 
 def decode_spec(config: Mapping[str, Scalar]) -> ModelSpec:

@@ -6,9 +6,10 @@ categorical with the levels every hospital must use, one-hot encoded), which
 column is the label and its kind (binary, multi-class, continuous), what to
 do with a missing value per column (drop the row, or impute a stated value),
 the train/test split (fraction, seed, stratified or not) and the
-standardisation (each hospital's own training statistics, as FLamby does,
-or none). The coordinator sends the task and its :meth:`fingerprint` with
-every round; each hospital builds its inputs with it
+standardisation (each hospital's own training statistics, as FLamby does;
+the federation's, combined from each hospital's sums and counts; or none).
+The coordinator sends the task and its :meth:`fingerprint` with every
+round; each hospital builds its inputs with it
 (:mod:`hospfed.client.features`) and refuses a task that does not fit its
 data, naming the column.
 
@@ -44,7 +45,7 @@ A task file is TOML (or JSON, the same keys), versioned::
     stratify = true                  # when every class has > 2 rows
 
     [standardise]
-    by = "hospital"                  # hospital or none
+    by = "hospital"                  # hospital, federation or none
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ TASK_FORMAT_VERSION = 1
 
 FeatureKind = Literal["numeric", "binary", "categorical"]
 Missing = Literal["drop", "impute"]
-Standardise = Literal["hospital", "none"]
+Standardise = Literal["hospital", "federation", "none"]
 Level = float | int | str
 _FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
 _MISSING: tuple[str, ...] = get_args(Missing)
@@ -222,8 +223,10 @@ class LearningTask:
         The inputs, in order.
     split : Split
         Each hospital's train/test split.
-    standardise : {"hospital", "none"}
-        Scale each input by its hospital's training mean and std, or not.
+    standardise : {"hospital", "federation", "none"}
+        Scale each input by its hospital's training mean and std (FLamby),
+        by the federation's (computed before round 1 from each hospital's
+        sums and counts: :mod:`hospfed.common.scaling`), or not at all.
 
     """
 

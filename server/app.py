@@ -13,6 +13,7 @@ results written, so a run that stops early keeps what it learned.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from flwr.serverapp import Grid
 
 from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.model import Weights, initial_weights
+from hospfed.common.scaling import Scaling
 from hospfed.server.central_dp import central_dp_strategy
 from hospfed.server.checkpoint import (
     Checkpoint,
@@ -38,6 +40,7 @@ from hospfed.server.config import RunConfig
 from hospfed.server.history import RoundObserver, RunHistory
 from hospfed.server.recorder import RunRecorder
 from hospfed.server.replies import ReplyLog
+from hospfed.server.scaling_query import query_scaling
 from hospfed.server.secagg import GuardedSecAggPlusWorkflow, StageListener
 from hospfed.server.stop import RunInterruptedError, StopRequest
 from hospfed.server.strategy import RoundGuard, build_strategy
@@ -141,7 +144,8 @@ def run_federation(
         if resume is not None
         else initial_weights(config.model, config.seed)
     )
-    strategy = build_strategy(config, weights)
+    scaling: dict[str, Scaling] = {}  # the federation's statistics, when needed
+    strategy = build_strategy(config, weights, lambda: scaling.get("federation"))
     if resume is not None:
         restore_strategy_state(strategy, resume.optimizer)
     if config.central_dp is not None:
@@ -203,26 +207,13 @@ def run_federation(
         config=ServerConfig(num_rounds=config.num_rounds - done),
         strategy=guard,
     )
-    status = "complete"
-    error: HospfedError | None = None
-    try:
-        workflow(replies, legacy)
-    except RunInterruptedError as exc:
-        status, error = "interrupted", exc
-    except HospfedError as exc:
-        status, error = "failed", exc
-    except (SystemExit, KeyboardInterrupt):  # Flower ends a stopped run so
-        if recorder is not None:
-            recorder.finish(
-                "interrupted",
-                f"the run was stopped during round {guard.completed_rounds + 1} "
-                "(hospfed-server run interrupted, or flwr stop)",
-            )
-        raise
-    except BaseException as exc:
-        if recorder is not None:
-            recorder.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise
+    status, error = _execute(
+        lambda: _prepare_and_run(
+            replies, legacy, workflow, config, scaling, recorder, done
+        ),
+        recorder,
+        guard,
+    )
     completed = guard.completed_rounds
     failed_round = None
     if status == "failed" and len(history.rounds) > completed:
@@ -288,6 +279,48 @@ def make_server_app(
 
 
 app = ServerApp()
+
+
+def _prepare_and_run(
+    grid: Grid,
+    legacy: LegacyContext,
+    workflow: DefaultWorkflow,
+    config: RunConfig,
+    scaling: dict[str, Scaling],
+    recorder: RunRecorder | None,
+    done: int,
+) -> None:
+    """Ask for the federation's input statistics when the task needs them; run."""
+    if config.task.standardise == "federation":
+        scaling["federation"] = query_scaling(grid, config, first_round=done + 1)
+        if recorder is not None:
+            recorder.book["scaling"] = json.loads(scaling["federation"].to_json())
+    workflow(grid, legacy)
+
+
+def _execute(
+    run: Callable[[], None], recorder: RunRecorder | None, guard: RoundGuard
+) -> tuple[str, HospfedError | None]:
+    """Run; return how it ended (a stop or a crash is recorded, then raised)."""
+    try:
+        run()
+    except RunInterruptedError as exc:
+        return "interrupted", exc
+    except HospfedError as exc:
+        return "failed", exc
+    except (SystemExit, KeyboardInterrupt):  # Flower ends a stopped run so
+        if recorder is not None:
+            recorder.finish(
+                "interrupted",
+                f"the run was stopped during round {guard.completed_rounds + 1} "
+                "(hospfed-server run interrupted, or flwr stop)",
+            )
+        raise
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    return "complete", None
 
 
 @app.main()

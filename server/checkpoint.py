@@ -59,6 +59,7 @@ OPTIMIZER_STATE: tuple[str, ...] = ("m_t", "v_t")
 _NEW_UNLESS_DEFAULT: dict[str, Any] = {
     "task": FED_HEART_TASK.name,
     "task_fingerprint": FED_HEART_TASK.fingerprint(),
+    "task_standardise": "hospital",
     "fraction_fit": 1.0,
     "fraction_evaluate": 1.0,
 }

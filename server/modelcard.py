@@ -112,6 +112,19 @@ def _privacy(run: Mapping[str, Any], privacy: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _standardised(run: Mapping[str, Any]) -> str:
+    by = run.get("task_standardise", "hospital")
+    if by == "federation":
+        return (
+            "the federation's statistics (combined from each hospital's sums and "
+            "counts of its training inputs, sent to the coordinator in the clear "
+            "before round 1; recorded in metrics.json as `run.scaling`)"
+        )
+    if by == "none":
+        return "nothing (inputs used as they are)"
+    return "each hospital's own training statistics"
+
+
 def model_card(metrics: Mapping[str, Any]) -> str:
     """The model card of a run, from its ``metrics.json`` content.
 
@@ -143,7 +156,8 @@ def model_card(metrics: Mapping[str, Any]) -> str:
         "",
         f"- Learning task: {run.get('task', 'fed-heart-disease')} (fingerprint "
         f"`{str(run.get('task_fingerprint', ''))[:16]}`): the label, features, "
-        "split and standardisation every hospital applied.",
+        "split and standardisation every hospital applied; inputs standardised "
+        f"by {_standardised(run)}.",
         f"- Data contract: {run.get('data_schema')} (fingerprint "
         f"`{str(run.get('data_schema_fingerprint', ''))[:16]}`).",
         f"- Model: {model.get('input_dim')} inputs, hidden layers "

@@ -50,6 +50,7 @@ from hospfed.common.errors import ConfigError, RoundFailedError
 from hospfed.common.metrics import Evaluation
 from hospfed.common.model import Weights
 from hospfed.common.protocol import Key, encode_instructions
+from hospfed.common.scaling import Scaling
 from hospfed.server.config import STRATEGIES, RunConfig
 from hospfed.server.history import Declined, RoundObserver, RunHistory
 from hospfed.server.replies import (
@@ -63,7 +64,11 @@ from hospfed.server.stop import RunInterruptedError, StopRequest
 from hospfed.server.validation import UpdateRules, hospital_name, screen_results
 
 
-def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
+def build_strategy(
+    config: RunConfig,
+    initial: Weights,
+    scaling: Callable[[], Scaling | None] = lambda: None,
+) -> Strategy:
     """Build the Flower strategy named by ``config.strategy``.
 
     Parameters
@@ -72,6 +77,10 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
         The run's configuration.
     initial : list of numpy.ndarray
         Initial global weights (canonical layout).
+    scaling : callable, optional
+        Gives the federation's input statistics when the instructions are
+        made (known only once the hospitals have sent their sums, after the
+        strategy is built); None for tasks that do not need them.
 
     Returns
     -------
@@ -88,6 +97,7 @@ def build_strategy(config: RunConfig, initial: Weights) -> Strategy:
             server_round,
             config.data_schema,
             task=config.task,
+            scaling=scaling(),
         )
 
     common: dict[str, Any] = {

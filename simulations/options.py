@@ -149,6 +149,17 @@ class HeartPlan:
         return self.privacy is None or self.state_dir is not None
 
 
+def privacy_targets(privacy: PrivacySettings | None) -> dict[str, float] | None:
+    """Every hospital's DP targets as recorded in the run's settings."""
+    if privacy is None:
+        return None
+    return {
+        "epsilon": privacy.epsilon,
+        "delta": privacy.delta,
+        "clip_norm": privacy.clip_norm,
+    }
+
+
 def simulation_settings(
     backend: str, privacy: PrivacySettings | None, state_dir: Path | None
 ) -> dict[str, Any]:
@@ -173,13 +184,7 @@ def simulation_settings(
         "scenario": SCENARIO,
         "backend": backend,
         "backends": hospital_backends(HOSPITALS, backend),
-        "privacy": None
-        if privacy is None
-        else {
-            "epsilon": privacy.epsilon,
-            "delta": privacy.delta,
-            "clip_norm": privacy.clip_norm,
-        },
+        "privacy": privacy_targets(privacy),
         "state_dir": None if state_dir is None else str(state_dir),
     }
 

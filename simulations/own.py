@@ -37,7 +37,13 @@ from hospfed.common.schema import DatasetSchema
 from hospfed.common.task import LearningTask
 from hospfed.server.config import RunConfig
 from hospfed.simulations.heart import hospital_backends
-from hospfed.simulations.options import NOT_POOLED, HeartPlan, central_keys, flag
+from hospfed.simulations.options import (
+    NOT_POOLED,
+    HeartPlan,
+    central_keys,
+    flag,
+    privacy_targets,
+)
 from hospfed.simulations.sites import (
     SiteFile,
     parse_sites,
@@ -239,7 +245,7 @@ def plan_run(values: Mapping[str, Any], explicit: set[str]) -> OwnPlan:
         "hospitals": len(names),
         "backend": backend,
         "backends": hospital_backends(names, backend),
-        "privacy": None if privacy is None else privacy.describe(),
+        "privacy": privacy_targets(privacy),
         "sources": way,
     }
     plan = HeartPlan(

@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hospfed.common.scaling import federation_scaling
 from hospfed.common.training import HospitalData
 from hospfed.server.config import DEFAULT_ROUNDS, STRATEGIES
 from hospfed.server.stop import StopRequest
@@ -209,6 +210,9 @@ def _pooled_parts(plan: OwnPlan) -> list[HospitalData]:
 
     with Workspace.create() as workspace:
         sites = _prepare(plan, Console(), workspace)
-        return [
-            read_hospital_data(node).inputs(plan.task) for node in heart_nodes(sites)
-        ]
+        datasets = [read_hospital_data(node) for node in heart_nodes(sites)]
+    scaling = None
+    if plan.task.standardise == "federation":  # the pooled training inputs' own
+        ordered = sorted(datasets, key=lambda d: d.hospital)
+        scaling = federation_scaling(d.input_sums(plan.task) for d in ordered)
+    return [d.inputs(plan.task, scaling) for d in datasets]

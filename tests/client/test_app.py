@@ -216,3 +216,58 @@ def test_inputs_are_built_once_per_task():
     client.fit(initial_weights(spec, 0), instructions(spec))
     client.evaluate(initial_weights(spec, 0), instructions(spec))
     assert list(client.dataset._inputs) == [FED_HEART_TASK.fingerprint()]
+
+
+def _federation_task():
+    from hospfed.common.task import dumps_task, loads_task
+
+    text = dumps_task(FED_HEART_TASK).replace('"by": "hospital"', '"by": "federation"')
+    return loads_task(text, fmt="json")
+
+
+def test_a_sums_query_gets_the_training_inputs_sums_and_nothing_else():
+    from hospfed.common.protocol import decode_scaling
+    from hospfed.common.scaling import InputSums, federation_scaling
+
+    task = _federation_task()
+    spec = ModelSpec(13)
+    plan = TrainPlan(learning_rate=0.01, local_steps=1, batch_size=4)
+    query = encode_instructions(plan, spec, 1, FED_HEART_SCHEMA, task=task)
+    answers = {h: client_for(h).get_properties(query) for h in ("va", "switzerland")}
+    assert set(answers["va"]) == {"hospital", "input-sums"}
+    sums = {h: InputSums.from_json(a["input-sums"], h) for h, a in answers.items()}
+    own = client_for("va").dataset.inputs(FED_HEART_TASK)  # the same split
+    assert sums["va"].count == len(own.y_train) and len(sums["va"].sums) == 13
+    scaling = federation_scaling(sums.values())
+    with pytest.raises(ConfigError, match="standardises with the federation"):
+        client_for("va").fit(initial_weights(spec, 0), query)  # no statistics sent
+    config = encode_instructions(
+        plan, spec, 1, FED_HEART_SCHEMA, task=task, scaling=scaling
+    )
+    assert decode_scaling(config) == scaling
+    client = client_for("va")
+    client.fit(initial_weights(spec, 0), config)
+    [data] = client.dataset._inputs.values()
+    train = np.concatenate(
+        [
+            client_for(h).dataset.inputs(task, scaling).x_train
+            for h in ("va", "switzerland")
+        ]
+    )
+    np.testing.assert_allclose(train.mean(0), 0.0, atol=1e-5)  # pooled-standardised
+    assert not np.allclose(data.x_train.mean(0), 0.0, atol=1e-3)  # not VA's own
+
+
+def test_a_private_hospital_refuses_to_send_sums(tmp_path):
+    spec = ModelSpec(13)
+    plan = TrainPlan(learning_rate=0.01, local_steps=1, batch_size=4)
+    query = encode_instructions(
+        plan, spec, 1, FED_HEART_SCHEMA, task=_federation_task()
+    )
+    client = client_for(
+        "va",
+        privacy=PrivacySettings(epsilon=1.0, delta=1e-3, clip_norm=1.0),
+        state_dir=tmp_path,
+    )
+    with pytest.raises(ConfigError, match="^va: trains with DP-SGD"):
+        client.get_properties(query)

@@ -1,5 +1,6 @@
 """Every reply passes one policy: the model's arrays, whitelisted metrics, audited."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,8 +120,38 @@ def test_evaluation_replies_carry_metrics_only_and_other_types_are_refused(tmp_p
     )
     assert not reply.has_error() and verify_audit_log(tmp_path) == []
     query = Message(content, dst_node_id=1, message_type=MessageType.QUERY)
-    with pytest.raises(ConfigError, match="answers train and evaluate only"):
+    with pytest.raises(ConfigError, match="answers train, evaluate and sums queries"):
         policy(tmp_path)(query, context(), lambda m, c: m)
+
+
+def test_a_sums_answer_leaves_with_whitelisted_properties_only_and_is_audited(
+    tmp_path,
+):
+    from flwr.common import GetPropertiesIns, GetPropertiesRes
+    from flwr.common.constant import MessageTypeLegacy
+
+    content = compat.getpropertiesins_to_recorddict(GetPropertiesIns(instructions()))
+    msg = Message(content, dst_node_id=1, message_type=MessageTypeLegacy.GET_PROPERTIES)
+
+    def answer(properties):
+        res = GetPropertiesRes(OK, properties)
+        return lambda m, c: Message(
+            compat.getpropertiesres_to_recorddict(res), reply_to=m
+        )
+
+    sums = '{"count":2,"sums":[1.0],"squares":[1.0]}'
+    reply = policy(tmp_path)(
+        msg, context(), answer({"hospital": "va", "input-sums": sums})
+    )
+    assert not reply.has_error()
+    [entry] = [
+        json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()
+    ]
+    assert entry["type"] == "get_properties" and entry["metrics"]["input-sums"] == sums
+    with pytest.raises(
+        ConfigError, match=r"properties \['row-17'\] are not whitelisted"
+    ):
+        policy(tmp_path)(msg, context(), answer({"hospital": "va", "row-17": 3.0}))
 
 
 def test_a_hospital_that_cannot_open_its_data_is_named_in_the_error(tmp_path):

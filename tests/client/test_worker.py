@@ -72,6 +72,13 @@ def test_a_round_through_the_worker_equals_the_round_in_process(worker):
     assert (loss, count, scores) == local.evaluate(start, _config())
 
 
+def test_a_sums_query_through_the_worker_equals_the_query_in_process(worker):
+    config = _config(1)
+    remote = WorkerClient(worker.path, "run-1").get_properties(config)
+    local = HospitalClient(_dataset(), _settings(), "run-1").get_properties(config)
+    assert remote == local and set(remote) == {"hospital", "input-sums"}
+
+
 def test_an_error_in_the_worker_keeps_its_kind_and_message(worker):
     other = replace(FED_HEART_SCHEMA, version=FED_HEART_SCHEMA.version + 1)
     with pytest.raises(SchemaError) as remote:

@@ -51,7 +51,7 @@ column = "x"
     ("extra", "message"),
     [
         ("[split]\ntrain-fraction = 1.5\n", "train-fraction"),
-        ('[standardise]\nby = "federation"\n', "standardise 'federation'"),
+        ('[standardise]\nby = "pooled"\n', "standardise 'pooled'"),
         ('[[features]]\ncolumn = "x"\n', "listed twice"),
         ('[[features]]\ncolumn = "y"\n', "also a feature"),
         ('[[features]]\ncolumn = "z"\nkind = "ordinal"\n', "kind 'ordinal'"),

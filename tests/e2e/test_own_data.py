@@ -169,3 +169,50 @@ def test_bad_flags_are_refused_in_one_line(tmp_path):
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_federation_wide_standardisation_from_sums_only(tmp_path):
+    task = tmp_path / "federation.task.toml"
+    dump_task(own_task("binary", standardise="federation"), task)
+    out = tmp_path / "run"
+    metrics = _sim(
+        "--task", str(task), "--synthetic", "1500", "--hospitals", "3",
+        "--partition", "linear", "--rounds", "3", "--learning-rate", "0.05",
+        "--no-secure-aggregation", "--out", str(out),
+    )  # fmt: skip
+    scaling = metrics["run"]["scaling"]
+    # Inputs: age ~ N(50, 10), lactate ~ N(50, 10), smoker, ward (2 one-hot).
+    assert abs(scaling["mean"][0] - 50) < 1.5 and abs(scaling["std"][0] - 10) < 1.0
+    assert abs(scaling["mean"][2] - 0.5) < 0.05  # smoker: Bernoulli(0.5)
+    rows = synthetic_rows(own_task("binary"), 1500, seed=0)["outcome"]
+    assert metrics["rounds"][-1]["mean"]["accuracy"] > _majority_share(rows) + 0.05
+    assert "federation" in (out / "model-card.md").read_text()
+    # A hospital training with DP does not send exact sums: the run fails.
+    done = _run(
+        str(BIN / "hospfed-sim"), "run", "--task", str(task), "--synthetic", "600",
+        "--hospitals", "2", "--rounds", "1", "--epsilon", "1",
+        "--no-secure-aggregation", "--out", str(tmp_path / "private"),
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "trains with DP-SGD" in done.stderr
+    assert "input sums for federation-wide standardisation" in done.stderr
+
+
+def test_record_level_dp_on_own_data_spends_within_the_budget(tmp_path):
+    task = tmp_path / "binary.task.toml"
+    dump_task(own_task("binary"), task)
+    metrics = _sim(
+        "--task", str(task), "--synthetic", "1200", "--hospitals", "3",
+        "--rounds", "3", "--learning-rate", "0.05", "--epsilon", "1",
+        "--backend", "mixed", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    privacy = metrics["privacy"]
+    assert privacy["targets"]["epsilon"] == 1.0
+    assert 0.0 < privacy["max_epsilon"] <= 1.0
+    assert set(metrics["rounds"][-1]["epsilon"]) == {
+        "max",
+        *metrics["rounds"][-1]["train"],
+    }
+    assert metrics["run"]["settings"]["backends"] == {
+        "site-000": "keras", "site-001": "torch", "site-002": "torch"
+    }  # fmt: skip

@@ -38,14 +38,15 @@ _LABELS = {
 }
 
 
-def own_task(kind: str) -> LearningTask:
-    """The study's task with a label of ``kind``."""
+def own_task(kind: str, standardise: str = "hospital") -> LearningTask:
+    """The study's task with a label of ``kind``, standardised by ``standardise``."""
     text = (
         'format = "hospfed-task"\nformat-version = 1\n'
         f'name = "ward-{kind}"\nschema = "ward-study"\n'
         + _LABELS[kind]
         + _FEATURES
         + "[split]\ntrain-fraction = 0.7\nseed = 5\nstratify = true\n"
+        + f'[standardise]\nby = "{standardise}"\n'
     )
     return loads_task(text)
 
