@@ -9,7 +9,8 @@ preparation, identical with and without SecAgg+, are left out). With 20 and 50 h
 SecAgg+ uses 5 shares and threshold 3 (each hospital shares with its 4
 nearest neighbours), with 4 hospitals 4 shares and threshold 3.
 
-    .venv/bin/python benchmarks/bench_secagg_scale.py [--hospitals 4 20 50] [--rounds 3]
+    .venv/bin/python benchmarks/bench_secagg_scale.py [--hospitals 4 20 50] \
+        [--rounds 3] [--repeats 3]
 
 Prints each wall time and the on/off ratio per size (target at 4: <= 1.3).
 Never fails on a timing.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,14 +54,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hospitals", type=int, nargs="+", default=[4, 20, 50])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="report the median of this many"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         task = Path(tmp) / "task.toml"
         dump_task(loads_task(TASK), task)
         print(f"{'hospitals':>9}  {'off s':>7}  {'on s':>7}  {'on/off':>6}")
         for n in args.hospitals:
-            off = run_seconds(task, n, args.rounds, secure=False)
-            on = run_seconds(task, n, args.rounds, secure=True)
+            off = statistics.median(
+                run_seconds(task, n, args.rounds, secure=False)
+                for _ in range(args.repeats)
+            )
+            on = statistics.median(
+                run_seconds(task, n, args.rounds, secure=True)
+                for _ in range(args.repeats)
+            )
             print(f"{n:>9}  {off:7.1f}  {on:7.1f}  {on / off:6.2f}", flush=True)
 
 

@@ -41,6 +41,7 @@ from hospfed.client.options import (
     key_source,
 )
 from hospfed.client.predict import (
+    check_model_fits,
     evaluate_at_hospital,
     load_run_model,
     predict_rows,
@@ -307,6 +308,58 @@ def predict(
         f"{len(table)} predictions written to {out} ({left_out} rows left out: a "
         "value the task needs is missing)"
     )
+
+
+@app.command("privacy-check")
+def privacy_check(
+    dataset: Annotated[Path, typer.Argument(help="A prepared dataset (.hfd).")],
+    model: ModelOption,
+    key: KeyOption = None,
+    passphrase_env: PassphraseOption = None,
+    task: TaskOption = FED_HEART_TASK.name,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the result as JSON here (mode 0600)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Membership-inference audit of a run's model on this hospital's data (local)."""
+    from hospfed.client.features import encode_rows
+    from hospfed.client.membership import membership_audit, write_audit
+
+    run_model = load_run_model(model)
+    learning_task = resolve_task(task)
+    with no_patient_values("privacy-check"):
+        prepared = open_prepared(dataset, key_source(key, passphrase_env))
+        check_model_fits(run_model, learning_task)
+        rows = encode_rows(
+            prepared.frame, learning_task, dataset.stem, run_model.scaling
+        )
+        audit = membership_audit(
+            run_model.spec,
+            run_model.weights,
+            rows.hospital_data(dataset.stem),
+            seed=seed,
+        )
+    table = Table(title=f"{dataset.stem}: membership-inference audit (stays here)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_row("members (training rows)", str(audit.members), "")
+    table.add_row("non-members (held-out rows)", str(audit.non_members), "")
+    table.add_row("attack ROC AUC", f"{audit.auc:.3f}", _interval(audit.auc_ci))
+    table.add_row(
+        "attack advantage", f"{audit.advantage:.3f}", _interval(audit.advantage_ci)
+    )
+    Console().print(table)
+    print(audit.verdict)
+    if out is not None:
+        write_audit(audit, out)
+        print(f"written to {out}")
+
+
+def _interval(bounds: tuple[float, float]) -> str:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}"
 
 
 app.add_typer(budget_app, name="budget")

@@ -32,6 +32,7 @@ from hospfed.common.task import LearningTask
 
 __all__ = [
     "RunModel",
+    "check_model_fits",
     "evaluate_at_hospital",
     "forward",
     "load_run_model",
@@ -108,7 +109,8 @@ def _activation(spec: ModelSpec, z: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
-def _check_fits(model: RunModel, task: LearningTask) -> None:
+def check_model_fits(model: RunModel, task: LearningTask) -> None:
+    """Refuse a model whose inputs or label kind the task does not build."""
     if model.spec.input_dim != len(task.input_names):
         raise DataError(
             f"the model takes {model.spec.input_dim} inputs but task {task.name!r} "
@@ -125,7 +127,7 @@ def evaluate_at_hospital(
     model: RunModel, prepared: PreparedDataset, task: LearningTask, hospital: str
 ) -> Evaluation:
     """Score the model on this hospital's own test split."""
-    _check_fits(model, task)
+    check_model_fits(model, task)
     rows = encode_rows(prepared.frame, task, hospital, model.scaling)
     data = rows.hospital_data(hospital)
     predicted = forward(model.spec, model.weights, data.x_test)
@@ -141,7 +143,7 @@ def predict_rows(
     role) and the prediction: ``probability`` (binary), ``class`` and one
     ``p_<class>`` per class (multi-class), or ``value`` (continuous).
     """
-    _check_fits(model, task)
+    check_model_fits(model, task)
     rows = encode_rows(prepared.frame, task, hospital, model.scaling)
     predicted = forward(model.spec, model.weights, rows.scaled())
     keys = [c.name for c in prepared.schema.columns if c.role == "pseudonym"]

@@ -125,6 +125,26 @@ def _standardised(run: Mapping[str, Any]) -> str:
     return "each hospital's own training statistics"
 
 
+def _audit_section(hospitals: list[str]) -> list[str]:
+    """The section each hospital fills in locally with ``privacy-check``."""
+    if len(hospitals) > 20:
+        hospitals = []  # a table of hundreds of virtual hospitals helps nobody
+    return [
+        "## Membership-inference audit (filled in by each hospital, locally)",
+        "",
+        "Each hospital can check whether this model reveals which of its patients "
+        "it was trained on, without anything leaving the hospital: "
+        "`hospfed-client privacy-check SITE.hfd --model RUN_DIR --key SITE.key "
+        "--task TASK` (a loss-threshold attack: training rows against held-out "
+        "rows, ROC AUC and advantage with 95% bootstrap intervals, a verdict "
+        "with the test's power).",
+        "",
+        "| hospital | attack AUC (95% CI) | advantage (95% CI) | verdict |",
+        "|---|---|---|---|",
+        *(f"| {h} | | | |" for h in hospitals),
+    ]
+
+
 def model_card(metrics: Mapping[str, Any]) -> str:
     """The model card of a run, from its ``metrics.json`` content.
 
@@ -190,6 +210,7 @@ def model_card(metrics: Mapping[str, Any]) -> str:
     final = metrics.get("final")
     counted = not (metrics.get("privacy") or {}).get("central")
     lines += _scores(final, rows=counted) if final else ["No round completed."]
+    lines += ["", *_audit_section(sorted((final or {}).get("evaluate") or {}))]
     lines += ["", "## Known limits", "", *(f"- {limit}" for limit in _LIMITS), ""]
     versions = run.get("versions") or {}
     if versions:

@@ -99,6 +99,19 @@ def test_binary_study_from_site_files_then_predict_at_a_hospital(tmp_path):
     assert len(written) == len(north)
     assert all(0.0 <= float(r["probability"]) <= 1.0 for r in written)
     assert not any(r["mrn"] in text for r in north)  # pseudonyms only
+    # The hospital's own membership-inference audit of the run's model.
+    report = tmp_path / "north-audit.json"
+    done = _run(
+        client, "privacy-check", str(hfd), "--model", str(out), "--task", str(task),
+        "--key", str(key), "--out", str(report),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "attack ROC AUC" in done.stdout
+    assert "would detect an AUC" in done.stdout or "LEAKAGE" in done.stdout
+    audit = json.loads(report.read_text())
+    assert audit["members"] + audit["non_members"] == len(north)
+    assert not any(r["mrn"] in done.stdout + report.read_text() for r in north)
+    assert "Membership-inference audit" in card and "| north | | | |" in card
 
 
 def test_multiclass_study_from_one_table_split_by_site(tmp_path):
