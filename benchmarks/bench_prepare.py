@@ -52,6 +52,7 @@ def timed(name, step):  # wall time of one step of prepare_export, as it runs
             stages[name] = time.perf_counter() - start
     return run
 
+read_raw_export = prepare.read_raw_export  # untimed, for the frame's size below
 for name in ("read_raw_export", "deidentify_checked", "write_encrypted_frame"):
     setattr(prepare, name, timed(name, getattr(prepare, name)))
 work = Path(sys.argv[1])
@@ -71,7 +72,7 @@ result = prepare.prepare_export(work / "raw.csv", work / "site.hfd",
 seconds = time.perf_counter() - start
 cpu_seconds = sum(os.times()[:2]) - sum(cpu[:2])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-frame = prepare.read_raw_export(work / "raw.csv", schema)
+frame = read_raw_export(work / "raw.csv", schema)
 print(json.dumps({
     "seconds": seconds, "cpu_seconds": cpu_seconds, "stages": stages,
     "rows_out": result.report.rows_out, "peak_extra": peak - base,

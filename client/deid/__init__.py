@@ -33,8 +33,9 @@ codes), :mod:`.kanon` (k-anonymity), :mod:`.ages` (the "90+" date band),
 identifier values), :mod:`.names` (finding them in text), :mod:`.lexicon`
 (the baked word lists of :mod:`.vocab` with their classes),
 :mod:`.textnorm` (Unicode normalisation), :mod:`.chunks` (text cut into
-chunks), :mod:`.tags` (the tags and the tag of a code by its shape),
-:mod:`.allowlist` (what survives), :mod:`.scrub` (scrubbing free
+chunks, each distinct chunk read once), :mod:`.tags` (the tags and the tag
+of a code by its shape), :mod:`.neighbours` (neighbouring chunks of a
+row), :mod:`.allowlist` (what survives), :mod:`.scrub` (scrubbing free
 text), :mod:`.scan` (the independent check), :mod:`.residual` (the
 residual-identifier check),
 :mod:`.summary` (the counts and the report) and :mod:`.pipeline`

@@ -46,10 +46,8 @@ word alone does not give away:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -104,6 +102,13 @@ from hospfed.client.deid.lexicon import (
     UNIT,
     lexicon,
 )
+from hospfed.client.deid.neighbours import (
+    _all_texts,
+    _all_words,
+    _among,
+    _Rows,
+    _run_ids,
+)
 from hospfed.client.deid.tags import (
     KEEP,
     T_AGE,
@@ -121,36 +126,6 @@ from hospfed.client.deid.tags import (
     _np_bools,
 )
 from hospfed.client.deid.textbuf import TEXT, Bools, Ints
-
-_A = TypeVar("_A", bound=npt.NDArray[Any])
-
-
-class _Rows:
-    """Neighbours within a row: per-chunk arrays shifted by a few chunks.
-
-    A chunk's neighbour in another row counts as 0 (False).
-    """
-
-    def __init__(self, rows: Ints) -> None:
-        self.rows = rows
-
-    def prev(self, values: _A, by: int = 1) -> _A:
-        """At each chunk, ``values`` of the chunk ``by`` before it."""
-        out = np.zeros_like(values)
-        if 0 < by < len(values):
-            out[by:] = values[:-by]
-            out[by:][self.rows[by:] != self.rows[:-by]] = 0
-        return cast(_A, out)
-
-    def next(self, values: _A, by: int = 1) -> _A:
-        """At each chunk, ``values`` of the chunk ``by`` after it."""
-        if by == 0:
-            return values
-        out = np.zeros_like(values)
-        if by < len(values):
-            out[:-by] = values[by:]
-            out[:-by][self.rows[:-by] != self.rows[by:]] = 0
-        return cast(_A, out)
 
 
 def decide(chunks: Chunks, own: U8 | None = None) -> U8:
@@ -173,8 +148,14 @@ def decide(chunks: Chunks, own: U8 | None = None) -> U8:
     shape, flags = chunks.shape, chunks.flags
     near = _Rows(chunks.rows)
 
+    known: dict[int, Bools] = {}
+
     def has(bit: int) -> Bools:
-        return np.asarray((flags & np.uint32(bit)) != 0)
+        found = known.get(bit)
+        if found is None:
+            found = known[bit] = np.asarray((flags & np.uint32(bit)) != 0)
+            found.flags.writeable = False  # shared by the rules
+        return found
 
     worded = (shape == WORD) | (shape == COMPOUND)
     tags = _alone(chunks, worded, has)
@@ -206,19 +187,23 @@ def _alone(chunks: Chunks, worded: Bools, has: _Has) -> U8:
     tags[shape == FOREIGN] = np.where(
         chunks.capital[shape == FOREIGN], T_NAME, T_REDACTED
     )
-    for kind in (CODE, DIGITS, CONTACT):
-        where = np.flatnonzero(shape == kind)
-        if where.size:
-            tags[where] = _code_tags(
-                chunks.word.take(pa.array(where)), chunks.digits[where]
-            )
+    coded = np.flatnonzero(_among(shape, (CODE, DIGITS, CONTACT)))
+    if coded.size:
+        tags[coded] = chunks.by_word(
+            coded, lambda words, one: _code_tags(words, chunks.digits[one])
+        )
     # Words joined by dots: a domain or an address ("example.com", "jane.roe").
     dotted = np.flatnonzero(shape == COMPOUND)
     if dotted.size:
-        words = chunks.word.take(pa.array(dotted))
-        hit = pc.match_substring_regex(words, r"[a-z]{2,}\.[a-z]|[a-z]\.[a-z]{2,}")
-        tags[dotted[_np_bools(hit)]] = T_URL
+        hit = chunks.by_word(dotted, _dotted)
+        tags[dotted[hit]] = T_URL
     return tags
+
+
+def _dotted(words: pa.Array, _: Ints) -> Bools:
+    return _np_bools(
+        pc.match_substring_regex(words, r"[a-z]{2,}\.[a-z]|[a-z]\.[a-z]{2,}")
+    )
 
 
 def _numbers(chunks: Chunks, tags: U8, near: _Rows, has: _Has) -> None:
@@ -240,21 +225,13 @@ def _numbers(chunks: Chunks, tags: U8, near: _Rows, has: _Has) -> None:
     tags[ratio | span] = T_DATE
     tags[(shape == AGE_FORM) & (value >= 90)] = T_AGE
     extension = near.prev(has(EXTENSION) & (shape == WORD))  # "ext. 22"
-    tags[extension & np.isin(shape, (NUMBER, DIGITS, CODE))] = T_PHONE
-
-
-def _run_ids(member: Bools, near: _Rows) -> Ints:
-    """An id per run of consecutive members within a row (0 outside runs)."""
-    previous = near.prev(member)
-    start = member & ~previous
-    ids = np.cumsum(start)
-    return np.where(member, ids, 0).astype(np.int64)
+    tags[extension & _among(shape, (NUMBER, DIGITS, CODE))] = T_PHONE
 
 
 def _digit_runs(chunks: Chunks, tags: U8, near: _Rows) -> None:
     """Numbers split by spaces or punctuation: 5 digits or more go whole."""
     shape, digits = chunks.shape, chunks.digits
-    numeric = np.isin(shape, (NUMBER, DIGITS, RATIO, RANGE)) & (digits > 0)
+    numeric = _among(shape, (NUMBER, DIGITS, RATIO, RANGE)) & (digits > 0)
     run = _run_ids(numeric | (shape == PUNCT), near)
     if not run.any():
         return
@@ -262,14 +239,19 @@ def _digit_runs(chunks: Chunks, tags: U8, near: _Rows) -> None:
     total = np.bincount(run, weights=np.where(numeric, digits, 0), minlength=size)
     parts = np.bincount(run, weights=numeric, minlength=size)
     largest = np.zeros(size)
-    np.maximum.at(largest, run[numeric], digits[numeric])
+    # A run's numbers stand together: the most digits of each by reduceat
+    # (np.maximum.at does the same, several times slower).
+    members, counts = run[numeric], digits[numeric]
+    if members.size:
+        firsts = np.flatnonzero(np.diff(members, prepend=-1))
+        largest[members[firsts]] = np.maximum.reduceat(counts, firsts)
     gone = (total >= 5) & (parts >= 2) & ~((parts == 2) & (largest <= 3))
     gone[0] = False
     hit = numeric & gone[run] & (tags == KEEP)
     tags[hit] = _by_digits(total[run[hit]].astype(np.int64))
     # The rest of a code split by a space: "MRN#7251 356", "5WLL 467".
     code = (shape == CODE) & (digits > 0) & (tags != KEEP)
-    beside = np.isin(shape, (NUMBER, DIGITS)) & (tags == KEEP)
+    beside = _among(shape, (NUMBER, DIGITS)) & (tags == KEEP)
     for _ in range(3):
         hit = beside & (near.prev(code) | near.next(code)) & (tags == KEEP)
         if not hit.any():
@@ -281,9 +263,7 @@ def _digit_runs(chunks: Chunks, tags: U8, near: _Rows) -> None:
 def _ages(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
     """Ages over 89 next to an age word, in digits or in words."""
     value = chunks.value
-    sex = np.asarray(
-        pc.is_in(chunks.word, value_set=_SEX_WORDS).to_numpy(zero_copy_only=False)
-    )
+    sex = _all_words(chunks, lambda words: pc.is_in(words, value_set=_SEX_WORDS))
     after = near.next(has(AGE_AFTER)) | near.next(sex & (chunks.shape == WORD))
     before = near.prev(has(AGE_BEFORE))
     old = (chunks.shape == NUMBER) & (value >= 90) & (value < 150)
@@ -346,7 +326,7 @@ def _sentence_start(chunks: Chunks, near: _Rows) -> Bools:
 
 def _addresses(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -> None:
     """Street addresses, PO boxes, rural routes, places of several words."""
-    numberish = np.isin(chunks.shape, (NUMBER, CODE, DIGITS))
+    numberish = _among(chunks.shape, (NUMBER, CODE, DIGITS))
     capital = worded & chunks.capital
     street = worded & has(STREET)
     found = np.zeros(len(chunks), dtype=bool)
@@ -369,10 +349,10 @@ def _addresses(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) 
     before_head = lead & near.next(capital & has(PLACE_HEAD))
     found |= before_head | (lead & near.next(before_head))
     # "South Billtown", "Port Ryanmouth": a prefix before a removed name.
-    gone = np.isin(tags, _NAMED) | found | has(NAME | PLACE)
+    gone = _among(tags, _NAMED) | found | has(NAME | PLACE)
     found |= capital & has(PLACE_PREFIX) & near.next(gone & chunks.capital)
     # "2479 Pamela Shoal": a number, then capitalised words of which one is removed.
-    removed = capital & (np.isin(tags, _NAMED) | has(NAME | PLACE))
+    removed = capital & (_among(tags, _NAMED) | has(NAME | PLACE))
     street_run = capital & near.prev(numberish)
     for _ in range(2):
         street_run |= capital & near.prev(street_run)
@@ -389,16 +369,21 @@ def _addresses(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) 
 def _phrases(chunks: Chunks, near: _Rows, capital: Bools) -> Bools:
     """Chunks that are part of a place of several safe words ("Salt Lake City")."""
     found = np.zeros(len(chunks), dtype=bool)
+    # Only runs whose first two words open some phrase are joined and looked
+    # up (a filter on each distinct word; the lookup itself decides).
+    heads, seconds = lexicon().phrase_heads
+    head = _all_words(chunks, lambda words: pc.is_in(words, value_set=heads))
+    second = _all_words(chunks, lambda words: pc.is_in(words, value_set=seconds))
     for length in (2, 3):
-        starts = capital.copy()
-        for step in range(1, length):
+        starts = capital & head & near.next(second)
+        for step in range(2, length):
             starts &= near.next(np.ones(len(chunks), dtype=bool), step)
         where = np.flatnonzero(starts)
         if not where.size:
             continue
-        joined = chunks.word.take(pa.array(where))
+        joined = chunks.words_at(where)
         for step in range(1, length):
-            following = chunks.word.take(pa.array(where + step))
+            following = chunks.words_at(where + step)
             joined = pc.binary_join_element_wise(
                 joined, following, pa.scalar(" ", TEXT)
             )
@@ -415,17 +400,15 @@ def _contacts(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -
     at_dot = np.flatnonzero(worded & has(AT_DOT))
     if not at_dot.size and not (chunks.shape == CONTACT).any():
         return
-    text = chunks.text.take(pa.array(at_dot, pa.int64()))
-    bracketed = at_dot[_np_bools(pc.match_substring_regex(text, r"[(\[{<]"))]
+    brackets = _all_texts(chunks, lambda t: pc.match_substring_regex(t, r"[(\[{<]"))
+    bracketed = at_dot[brackets[at_dot]]
     tags[bracketed] = T_EMAIL
     removed = tags != KEEP
     between = np.zeros(len(chunks), dtype=bool)
     between[at_dot] = True
     between &= near.prev(removed) & near.next(removed)
     tags[between] = T_EMAIL
-    dots = at_dot[
-        _np_bools(pc.equal(chunks.word.take(pa.array(at_dot, pa.int64())), "dot"))
-    ]
+    dots = at_dot[_np_bools(pc.equal(chunks.words_at(at_dot), "dot"))]
     domain = np.zeros(len(chunks), dtype=bool)
     domain[dots] = True
     domain &= near.next(worded & has(TLD))
@@ -436,11 +419,11 @@ def _contacts(chunks: Chunks, tags: U8, near: _Rows, worded: Bools, has: _Has) -
     connector[at_dot] = True
     contact = np.flatnonzero(chunks.shape == CONTACT)
     if contact.size:
-        bare = pc.equal(chunks.word.take(pa.array(contact)), "@")
+        bare = pc.equal(chunks.words_at(contact), "@")
         connector[contact[_np_bools(bare)]] = True
     if not connector.any():
         return
-    part = worded | np.isin(chunks.shape, (CODE, NUMBER, PUNCT))
+    part = worded | _among(chunks.shape, (CODE, NUMBER, PUNCT))
     for _ in range(3):
         address = connector & (tags == T_EMAIL)
         beside = (near.prev(address) | near.next(address)) & part & (tags == KEEP)
@@ -455,7 +438,7 @@ def _extensions(chunks: Chunks, tags: U8, near: _Rows) -> None:
         (chunks.shape == MEASURE) & near.prev((tags == T_PHONE) | (tags == T_ID))
     )
     if after.size:
-        hit = pc.match_substring_regex(chunks.word.take(pa.array(after)), "^x[0-9]+$")
+        hit = pc.match_substring_regex(chunks.words_at(after), "^x[0-9]+$")
         tags[after[_np_bools(hit)]] = T_PHONE
 
 
@@ -489,7 +472,7 @@ def _names(
         mine = (own != KEEP) & (tags == KEEP)
         tags[mine] = own[mine]
     for _ in range(2):
-        named = np.isin(tags, _NAMED) & capital
+        named = _among(tags, _NAMED) & capital
         beside = near.prev(named) | near.next(named)
         gone = ambiguous & capital & beside & (tags == KEEP)
         tags[gone] = tag_of[gone]
@@ -498,7 +481,7 @@ def _names(
         after = near.prev(worded & has(PARTICLE)) & near.prev(named, 2)
         gone = after & worded & capital & (tags == KEEP)
         tags[gone] = T_NAME
-        named = np.isin(tags, _NAMED) & capital
+        named = _among(tags, _NAMED) & capital
         between = worded & has(PARTICLE) & near.prev(named) & near.next(named)
         tags[between & (tags == KEEP)] = T_NAME
     # "discussed with An Pham": a short capitalised word inside a sentence
@@ -506,7 +489,7 @@ def _names(
     inner = worded & capital & ~_sentence_start(chunks, near) & ~has(TITLE)
     short = np.flatnonzero(inner & near.next(named) & (tags == KEEP))
     if short.size:
-        length = pc.utf8_length(chunks.word.take(pa.array(short))).to_numpy()
+        length = pc.utf8_length(chunks.words_at(short)).to_numpy()
         tags[short[np.asarray(length) <= 3]] = T_NAME
 
 
@@ -520,9 +503,9 @@ def _residences(
         near.prev(open_ & has(RESIDE), 2)
         | (near.prev(prep, 2) & near.prev(open_ & has(RESIDE), 3))  # "grew up in"
     )
-    cue |= near.prev(open_ & _np_bools(pc.equal(chunks.word, "from")))
+    cue |= near.prev(open_ & _all_words(chunks, lambda w: pc.equal(w, "from")))
     named = (worded | (chunks.shape == FOREIGN)) & chunks.capital
-    stops = chunks.ends_sentence | _np_bools(pc.ends_with(chunks.text, ","))
+    stops = chunks.ends_sentence | _all_texts(chunks, lambda t: pc.ends_with(t, ","))
     run = cue & named
     place = run.copy()
     for _ in range(5):  # "Alte Di Montecchio Maggiore", "Aica Di Fie'"

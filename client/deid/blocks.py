@@ -23,7 +23,7 @@ from hospfed.client.deid.textbuf import TEXT, _plain
 
 _T = TypeVar("_T")
 
-_ROWS_PER_BLOCK = 1 << 17
+_ROWS_PER_BLOCK = 1 << 16
 _WORKERS = max(1, min(4, pa.cpu_count()))
 _MIN_PARALLEL_ROWS = 1 << 16
 

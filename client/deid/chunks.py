@@ -7,12 +7,17 @@ a possessive ``'s`` dropped), its shape (:data:`WORD`, :data:`COMPOUND`,
 :data:`NUMBER`, the kept measurement shapes, :data:`CODE` ...), its
 lexicon classes (:mod:`.lexicon`, one lookup; a compound's from its parts),
 its number value, digit count, capitalisation and whether it ends a
-sentence. The rules over neighbouring chunks are in :mod:`.allowlist`.
+sentence. A chunk's features depend on its text alone, so each distinct
+chunk of a block is read once (notes repeat their words and templates)
+and its features are spread to every chunk that is it. The rules over
+neighbouring chunks are in :mod:`.allowlist`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -20,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hospfed.client.deid.lexicon import SAFE, TITLE, U32, lexicon
-from hospfed.client.deid.textbuf import TEXT, Bools, Ints
+from hospfed.client.deid.textbuf import TEXT, Bools, Ints, _buffers
 
 F64 = npt.NDArray[np.float64]
+_A = TypeVar("_A", bound=npt.NDArray[Any])
 U8 = npt.NDArray[np.uint8]
 
 # Shapes of a chunk's core.
@@ -80,16 +86,23 @@ _SHAPES: tuple[tuple[int, str], ...] = (
 class Chunks:
     """The chunks of a block of text, flat, in order, with their features.
 
+    A chunk's features depend on its text alone, and notes repeat their
+    words, so they are read once per distinct chunk (:attr:`texts`) and
+    spread to every chunk through :attr:`kind`.
+
     Attributes
     ----------
-    text : pyarrow.Array
-        Each chunk as written.
     rows : numpy.ndarray
         The row (in the block) of each chunk.
     per_row : numpy.ndarray
         Chunks in each row.
-    word : pyarrow.Array
-        The core lowercased, a possessive ``'s`` dropped.
+    kind : numpy.ndarray
+        The distinct chunk each chunk is (an index into :attr:`texts`).
+    texts : pyarrow.Array
+        Each distinct chunk as written.
+    words : pyarrow.Array
+        The word of each distinct chunk: its core (surrounding punctuation
+        trimmed) lowercased, a possessive ``'s`` dropped.
     shape : numpy.ndarray
         One of the shapes of this module.
     flags : numpy.ndarray
@@ -111,10 +124,11 @@ class Chunks:
 
     """
 
-    text: pa.Array
     rows: Ints
     per_row: Ints
-    word: pa.Array
+    kind: Ints
+    texts: pa.Array
+    words: pa.Array
     shape: U8
     flags: U32
     value: F64
@@ -126,6 +140,27 @@ class Chunks:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def words_at(self, where: Ints) -> pa.Array:
+        """The words of the chunks at positions ``where``."""
+        return self.words.take(pa.array(self.kind[where], pa.int64()))
+
+    def by_word(self, where: Ints, read: Callable[[pa.Array, Ints], _A]) -> _A:
+        """``read`` once per distinct chunk among ``where``, for each of ``where``.
+
+        ``read`` gets the distinct chunks' words and, for each, the position
+        of one chunk that is it, and returns one value per distinct chunk.
+        """
+        kinds = self.kind[where]
+        seen = np.zeros(len(self.texts), dtype=bool)
+        seen[kinds] = True
+        distinct = np.flatnonzero(seen)
+        one = np.zeros(len(self.texts), dtype=np.int64)
+        one[kinds] = where
+        slot = np.zeros(len(self.texts), dtype=np.int64)
+        slot[distinct] = np.arange(distinct.size)
+        values = read(self.words.take(pa.array(distinct)), one[distinct])
+        return cast(_A, values[slot[kinds]])
 
 
 def _np(array: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.generic]:
@@ -157,6 +192,44 @@ def read_chunks(text: pa.Array) -> Chunks:
     if not filled.all():
         flat, rows = flat.filter(pa.array(filled)), rows[filled]
     per_row = np.bincount(rows, minlength=len(text)).astype(np.int64)
+    encoded = pc.dictionary_encode(flat)
+    kind = _np(encoded.indices).astype(np.int64)
+    texts = encoded.dictionary.cast(TEXT)
+    read = _read_distinct(texts)
+    return Chunks(
+        rows,
+        per_row,
+        kind,
+        texts,
+        read.words,
+        read.shape[kind],
+        read.flags[kind],
+        read.value[kind],
+        read.second[kind],
+        read.digits[kind],
+        read.decimals[kind],
+        read.capital[kind],
+        read.ends_sentence[kind],
+    )
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The features of each distinct chunk (see :class:`Chunks`)."""
+
+    words: pa.Array
+    shape: U8
+    flags: U32
+    value: F64
+    second: F64
+    digits: Ints
+    decimals: Ints
+    capital: Bools
+    ends_sentence: Bools
+
+
+def _read_distinct(flat: pa.Array) -> _Read:
+    """The features of distinct chunks, each read from its text alone."""
     core = pc.utf8_trim(flat, _TRIM)
     lowered = pc.utf8_lower(core)
     word = pc.replace_substring_regex(lowered, "'s$", "")
@@ -170,8 +243,24 @@ def read_chunks(text: pa.Array) -> Chunks:
     digits = np.zeros(len(flat), dtype=np.int64)
     decimals = np.zeros(len(flat), dtype=np.int64)
     if rest.size:
+        # Plain whole numbers ("12", "63514961"), many of a block's distinct
+        # chunks, are read directly: a NUMBER, its digits and value, as
+        # _read_rest would find them through its regular expressions.
+        rest_words = word.take(pa.array(rest))
+        count = _byte_counts(rest_words, _DIGIT_BYTES)
+        length = np.asarray(_np(pc.binary_length(rest_words)), dtype=np.int64)
+        plain = (count > 0) & (count == length)
+        whole = rest[plain]
+        if whole.size:
+            shape[whole], digits[whole] = NUMBER, count[plain]
+            number = pc.cast(
+                rest_words.filter(pa.array(plain)), pa.float64(), safe=False
+            )
+            value[whole] = np.asarray(_np(number), dtype=np.float64)
+        rest = rest[~plain]
+    if rest.size:
         _read_rest(word.take(pa.array(rest)), rest, shape, flags, value, second, digits)
-        numbers = rest[shape[rest] == NUMBER]
+        numbers = rest[shape[rest] == NUMBER]  # plain ones have no decimals
         after = pc.utf8_length(
             pc.extract_regex(word.take(pa.array(numbers)), r"\.(?P<d>[0-9]*)$").field(
                 "d"
@@ -185,20 +274,7 @@ def read_chunks(text: pa.Array) -> Chunks:
     # "Dr." and an initial "J." end no sentence.
     ends &= (flags & TITLE) == 0
     ends &= ~(is_word & (_np(pc.binary_length(word)) == 1))
-    return Chunks(
-        flat,
-        rows,
-        per_row,
-        word,
-        shape,
-        flags,
-        value,
-        second,
-        digits,
-        decimals,
-        capital,
-        ends,
-    )
+    return _Read(word, shape, flags, value, second, digits, decimals, capital, ends)
 
 
 def _read_rest(
@@ -211,25 +287,38 @@ def _read_rest(
     digits: Ints,
 ) -> None:
     """Shapes, numbers and classes of the chunks that are not plain words."""
-    counts = _np(pc.count_substring_regex(words, "[0-9]")).astype(np.int64)
+    counts = _byte_counts(words, _DIGIT_BYTES)
     digits[where] = counts
-    alnum = _bools(pc.match_substring_regex(words, "[a-z0-9]"))
-    contact = _bools(pc.match_substring_regex(words, "@|://|^www\\."))
+    alnum = _byte_counts(words, _ALNUM_BYTES) > 0
+    # Plain substring searches: the same as the regex "@|://|^www\." and faster.
+    contact = _bools(pc.match_substring(words, "@"))
+    contact |= _bools(pc.match_substring(words, "://"))
+    contact |= _bools(pc.starts_with(words, "www."))
     ascii_text = _bools(pc.string_is_ascii(words))
     local = np.full(len(words), CODE, dtype=np.uint8)
     local[~alnum] = PUNCT
     lettered = ~(counts > 0) & alnum
     local[lettered & ascii_text] = COMPOUND
-    foreign = ~ascii_text & _bools(pc.match_substring_regex(words, "\\pL"))
-    local[foreign] = FOREIGN
+    other = np.flatnonzero(~ascii_text)
+    if other.size:
+        lettered_other = pc.match_substring_regex(words.take(pa.array(other)), "\\pL")
+        local[other[_bools(lettered_other)]] = FOREIGN
     numeric = np.flatnonzero((counts > 0) & ~contact)
     if numeric.size:
-        local[numeric] = _number_shapes(
-            words.take(pa.array(numeric)), flags[where[numeric]]
-        )
-        _numbers(
-            words.take(pa.array(numeric)), local[numeric], where[numeric], value, second
-        )
+        numeric_words = words.take(pa.array(numeric))
+        letter = _byte_counts(numeric_words, _LETTER_BYTES) > 0
+        shapes = _number_shapes(numeric_words, flags[where[numeric]], letter)
+        local[numeric] = shapes
+        # Codes and digit strings have no value: only the others are parsed.
+        valued = np.flatnonzero(np.isin(shapes, _VALUED))
+        if valued.size:
+            _numbers(
+                numeric_words.take(pa.array(valued)),
+                shapes[valued],
+                where[numeric[valued]],
+                value,
+                second,
+            )
     local[contact] = CONTACT
     shape[where] = local
     compound = np.flatnonzero(local == COMPOUND)
@@ -239,19 +328,50 @@ def _read_rest(
         flags[where[compound]] = whole | parts
 
 
-def _number_shapes(words: pa.Array, flags: U32) -> U8:
+def _byte_table(characters: str) -> Bools:
+    table = np.zeros(256, dtype=bool)
+    table[list(characters.encode("ascii"))] = True
+    return table
+
+
+_DIGIT_BYTES = _byte_table("0123456789")
+_LETTER_BYTES = _byte_table("abcdefghijklmnopqrstuvwxyz")
+_ALNUM_BYTES = _DIGIT_BYTES | _LETTER_BYTES
+
+
+def _byte_counts(words: pa.Array, table: Bools) -> Ints:
+    """How many bytes of each of ``words`` are in ``table`` (ASCII bytes).
+
+    NumPy over the UTF-8 buffer, as ``count_substring_regex("[0-9]")``
+    would count, without a regular expression per value (no byte of a
+    multi-byte character is ASCII).
+    """
+    offsets, data = _buffers(words)
+    running = np.zeros(data.size + 1, dtype=np.int64)
+    np.cumsum(table[data], out=running[1:])
+    counts: Ints = running[offsets[1:]] - running[offsets[:-1]]
+    return counts
+
+
+def _number_shapes(words: pa.Array, flags: U32, letter: Bools) -> U8:
+    """The shape of each chunk holding a digit (``letter``: it holds a-z too)."""
     shapes = np.full(len(words), CODE, dtype=np.uint8)
-    undecided = np.ones(len(words), dtype=bool)
-    for shape, regex in _SHAPES:
-        hit = undecided & _bools(pc.match_substring_regex(words, regex))
-        shapes[hit] = shape
-        undecided &= ~hit
-    safe = undecided & ((flags & SAFE) != 0)
-    shapes[safe] = SAFE_CODE
-    undecided &= ~safe
-    no_letter = ~_bools(pc.match_substring_regex(words, "[a-z]"))
-    shapes[undecided & no_letter] = DIGITS
+    undecided = np.arange(len(words))
+    for shape, regex in _SHAPES:  # in order: the first shape that fits
+        if not undecided.size:
+            break
+        hit = _bools(pc.match_substring_regex(words.take(undecided), regex))
+        shapes[undecided[hit]] = shape
+        undecided = undecided[~hit]
+    safe = (flags[undecided] & SAFE) != 0
+    shapes[undecided[safe]] = SAFE_CODE
+    undecided = undecided[~safe]
+    shapes[undecided[~letter[undecided]]] = DIGITS
     return shapes
+
+
+_VALUED = (NUMBER, AGE_FORM, RATIO, RANGE, MEASURE, ORDINAL)
+"""Shapes whose leading number is their value (the others have none)."""
 
 
 def _numbers(
@@ -266,7 +386,7 @@ def _numbers(
         words, r"^[+-]?(?P<a>[0-9,]*\.?[0-9]*)(?:[^0-9]+(?P<b>[0-9]+))?"
     )
     first = pc.replace_substring(pc.struct_field(parts, "a"), ",", "")
-    is_number = np.isin(shapes, (NUMBER, AGE_FORM, RATIO, RANGE, MEASURE, ORDINAL))
+    is_number = np.isin(shapes, _VALUED)
     # "x12" (a measure) has no leading number; "." alone is none either.
     is_number &= _bools(pc.match_substring_regex(first, "[0-9]"))
     numbers = _np(

@@ -5,8 +5,8 @@ a word: the baked lists of :mod:`.vocab` (safe words, person names, places)
 and the small hand-made classes its context rules need (month names,
 titles, age words, street suffixes, number words ...), merged into one
 sorted Arrow array of words with a bit mask of classes each
-(:class:`Lexicon`), so that a block's words are classified by one
-``pyarrow.compute.index_in``. The residual check
+(:class:`Lexicon`), so that a block's words are classified by one binary
+search (``pyarrow.compute.search_sorted``). The residual check
 (:mod:`~hospfed.client.deid.scan`) reads the same baked lists through its
 own Python sets and keeps its own hand-made lists.
 """
@@ -14,7 +14,7 @@ own Python sets and keeps its own hand-made lists.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -163,7 +163,8 @@ class Lexicon:
     Attributes
     ----------
     words : pyarrow.Array
-        The words, ``large_string``.
+        The words, ``large_string``, sorted by their bytes (as Arrow compares
+        them), each once.
     flags : numpy.ndarray
         The classes of each word (bits of this module); one more entry, 0,
         at the end for words not found.
@@ -176,11 +177,28 @@ class Lexicon:
     flags: U32
     phrases: pa.Array
 
+    @cached_property
+    def phrase_heads(self) -> tuple[pa.Array, pa.Array]:
+        """The first words of :attr:`phrases`, and their second words."""
+        parts = [phrase.split(" ") for phrase in self.phrases.to_pylist()]
+        return (
+            pa.array(sorted({p[0] for p in parts}), TEXT),
+            pa.array(sorted({p[1] for p in parts if len(p) > 1}), TEXT),
+        )
+
     def classes(self, lowered: pa.Array) -> U32:
-        """The class bits of each of ``lowered`` (0 for an unknown word)."""
-        found = pc.index_in(lowered, value_set=self.words)
-        where = pc.fill_null(found, len(self.flags) - 1).to_numpy(zero_copy_only=False)
-        classes: U32 = self.flags[where]
+        """The class bits of each of ``lowered`` (0 for an unknown word).
+
+        A binary search in the sorted words, not ``index_in``: that would
+        hash the whole lexicon again on every call.
+        """
+        size = len(self.words)
+        found = pc.fill_null(pc.search_sorted(self.words, lowered), size)
+        where = np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+        where = np.minimum(where, size - 1)
+        same = pc.equal(self.words.take(pa.array(where)), lowered)
+        hit = np.asarray(pc.fill_null(same, False).to_numpy(zero_copy_only=False))
+        classes: U32 = np.where(hit, self.flags[where], np.uint32(0)).astype(np.uint32)
         return classes
 
     def is_phrase(self, lowered: pa.Array) -> npt.NDArray[np.bool_]:

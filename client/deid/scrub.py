@@ -24,15 +24,19 @@ import pyarrow.compute as pc
 
 from hospfed.client.deid.allowlist import decide
 from hospfed.client.deid.blocks import _in_parallel, _row_blocks
-from hospfed.client.deid.chunks import Chunks, read_chunks
+from hospfed.client.deid.chunks import _TRIM, Chunks, read_chunks
 from hospfed.client.deid.lexicon import SAFE, lexicon
 from hospfed.client.deid.tags import T_LOCATION, T_NAME, TAGS
-from hospfed.client.deid.textbuf import TEXT, Ints, _plain
+from hospfed.client.deid.textbuf import (
+    TEXT,
+    Ints,
+    _buffers,
+    _concat_spans,
+    _plain,
+)
 from hospfed.client.deid.textnorm import normalise_text
 from hospfed.common.schema import Column
 
-_TRIMMED = "\"'()\\[\\]{}<>,;:!?*.`"
-_AROUND = f"^([{_TRIMMED}]*)(?s:.*?)([{_TRIMMED}]*)$"
 _NOT_OWN = frozenset(
     (  # noqa: SIM905 (a word list)
         "mr mrs ms miss mx dr prof md do dds phd rn np jr sr ii iii iv esq apt "
@@ -75,14 +79,9 @@ class OwnWords:
             parts = pc.split_pattern_regex(lowered, r"[^\pL\pN]+")
             flat = pc.list_flatten(parts)
             owner = pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)
-            length = pc.utf8_length(flat).to_numpy(zero_copy_only=False)
-            useful = np.asarray(length >= 2)
-            classes = lexicon().classes(flat)
-            digits = pc.ascii_is_decimal(flat).to_numpy(zero_copy_only=False)
-            useful &= ((classes & SAFE) != 0) | np.asarray(digits, dtype=bool)
-            useful &= ~np.asarray(
-                pc.is_in(flat, value_set=_NOT_OWN_WORDS).to_numpy(zero_copy_only=False)
-            )
+            encoded = pc.dictionary_encode(flat)  # names repeat their words
+            kind = encoded.indices.to_numpy(zero_copy_only=False)
+            useful = _useful(encoded.dictionary)[kind]
             rows.append(np.asarray(owner)[useful])
             words.append(flat.filter(pa.array(useful)))
             tag = T_LOCATION if column.phi == "geographic" else T_NAME
@@ -111,8 +110,9 @@ class OwnWords:
         if not len(self.rows):
             return None
         distinct = pc.unique(self.words)
-        found = pc.index_in(chunks.word, value_set=distinct)
-        where = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
+        found_word = pc.fill_null(pc.index_in(chunks.words, value_set=distinct), -1)
+        found = np.asarray(found_word.to_numpy(zero_copy_only=False))[chunks.kind]
+        where = np.flatnonzero(found >= 0)
         if not where.size:
             return None
         size = len(distinct)
@@ -120,10 +120,10 @@ class OwnWords:
             zero_copy_only=False
         )
         own_keys = self.rows * size + np.asarray(index, dtype=np.int64)
-        keys = chunks.rows[where] * size + np.asarray(
-            found.take(pa.array(where)).to_numpy(zero_copy_only=False), dtype=np.int64
-        )
-        order = np.argsort(own_keys)
+        keys = chunks.rows[where] * size + found[where].astype(np.int64)
+        # Stable: a word that is both a name and a place word of its row takes
+        # the tag of its first column, whatever the size of the block.
+        order = np.argsort(own_keys, kind="stable")
         slot = np.searchsorted(own_keys[order], keys)
         slot = np.minimum(slot, len(order) - 1)
         mine = own_keys[order][slot] == keys
@@ -133,6 +133,19 @@ class OwnWords:
 
 
 _NOT_OWN_WORDS = pa.array(sorted(_NOT_OWN), TEXT)
+
+
+def _useful(words: pa.Array) -> np.ndarray:
+    """Which words of identifier values matter (see :class:`OwnWords`)."""
+    length = pc.utf8_length(words).to_numpy(zero_copy_only=False)
+    useful = np.asarray(length >= 2)
+    classes = lexicon().classes(words)
+    digits = pc.ascii_is_decimal(words).to_numpy(zero_copy_only=False)
+    useful &= ((classes & SAFE) != 0) | np.asarray(digits, dtype=bool)
+    useful &= ~np.asarray(
+        pc.is_in(words, value_set=_NOT_OWN_WORDS).to_numpy(zero_copy_only=False)
+    )
+    return useful
 
 
 def scrub_free_text(
@@ -190,32 +203,73 @@ def _scrub_block(
     for code, number in enumerate(np.bincount(tags, minlength=len(TAGS))):
         if code and number:
             counts[TAGS[code]] += int(number)
-    pieces = _tagged(chunks.text, tags)
+    return _joined(text, chunks, tags), counts
+
+
+_TAG_BYTES = np.frombuffer("".join(TAGS).encode("ascii"), dtype=np.uint8)
+_TAG_LENGTHS = np.array([len(tag) for tag in TAGS], dtype=np.int64)
+_TAG_STARTS = np.cumsum(_TAG_LENGTHS) - _TAG_LENGTHS
+
+
+def _joined(text: pa.Array, chunks: Chunks, tags: np.ndarray) -> pa.Array:
+    """Each row's chunks joined by single spaces, each tagged one by its tag.
+
+    A tagged chunk keeps the punctuation around it ("(MRN [ID])."). Each
+    distinct (chunk, tag) pair is written once (:func:`_tagged_pieces`);
+    the rows are then Arrow takes and one join.
+    """
+    piece = chunks.kind.copy()
+    tagged = np.flatnonzero(tags)
+    table = chunks.texts
+    if tagged.size:
+        pairs = chunks.kind[tagged] * len(TAGS) + tags[tagged]
+        distinct, inverse = np.unique(pairs, return_inverse=True)
+        kinds, codes = np.divmod(distinct, len(TAGS))
+        made = _tagged_pieces(chunks, kinds, codes)
+        table = pa.concat_arrays([chunks.texts, made])
+        piece[tagged] = len(chunks.texts) + inverse
     offsets = np.zeros(len(text) + 1, dtype=np.int64)
     np.cumsum(chunks.per_row, out=offsets[1:])
     lists = pa.LargeListArray.from_arrays(
-        pa.array(offsets), pieces, mask=pc.is_null(text)
+        pa.array(offsets), table.take(pa.array(piece)), mask=pc.is_null(text)
     )
-    return pc.binary_join(lists, pa.scalar(" ", TEXT)), counts
+    return pc.binary_join(lists, pa.scalar(" ", TEXT))
 
 
-def _tagged(pieces: pa.Array, tags: np.ndarray) -> pa.Array:
-    """The chunks with each tagged one replaced by its tag (punctuation kept)."""
-    removed = np.flatnonzero(tags)
-    if not removed.size:
-        return pieces.cast(TEXT)
-    codes = tags[removed]
-    replaced = pc.replace_substring_regex(
-        pieces.take(pa.array(removed)), _AROUND, "\\1\x00\\2"
+def _tagged_pieces(chunks: Chunks, kinds: Ints, codes: Ints) -> pa.Array:
+    """Distinct chunks ``kinds`` with their core replaced by the tag ``codes``.
+
+    The bytes are gathered with NumPy: the punctuation before the core, the
+    tag, the punctuation after (Arrow would need a regex, a split and an
+    element-wise join for the same).
+    """
+    offsets, data = _buffers(chunks.texts)
+    start, length = offsets[kinds], offsets[kinds + 1] - offsets[kinds]
+    lead, tail = _around(chunks.texts.take(pa.array(kinds)))
+    source = np.concatenate([data, _TAG_BYTES])
+    spans = np.empty((kinds.size, 3, 2), dtype=np.int64)
+    spans[:, 0, 0], spans[:, 0, 1] = start, lead
+    spans[:, 1, 0], spans[:, 1, 1] = data.size + _TAG_STARTS[codes], _TAG_LENGTHS[codes]
+    spans[:, 2, 0], spans[:, 2, 1] = start + length - tail, tail
+    out = _concat_spans(source, spans[:, :, 0].ravel(), spans[:, :, 1].ravel())
+    ends = np.zeros(kinds.size + 1, dtype=np.int64)
+    np.cumsum(spans[:, :, 1].sum(axis=1), out=ends[1:])
+    return pa.LargeStringArray.from_buffers(
+        kinds.size, pa.py_buffer(ends), pa.py_buffer(out)
     )
-    labels = pa.array(TAGS, TEXT).take(pa.array(codes))
-    parts = pc.split_pattern(replaced, "\x00", max_splits=1)
-    joined = pc.binary_join_element_wise(
-        pc.list_element(parts, 0),
-        labels,
-        pc.list_element(parts, 1),
-        pa.scalar("", TEXT),
+
+
+def _around(texts: pa.Array) -> tuple[Ints, Ints]:
+    """Bytes of punctuation before and after the core of each of ``texts``.
+
+    A chunk of punctuation only is all "before".
+    """
+    opened = pc.utf8_ltrim(texts, _TRIM)
+    width = _lengths(opened)
+    return _lengths(texts) - width, width - _lengths(pc.utf8_rtrim(opened, _TRIM))
+
+
+def _lengths(values: pa.Array) -> Ints:
+    return np.asarray(
+        pc.binary_length(values).to_numpy(zero_copy_only=False), dtype=np.int64
     )
-    mask = np.zeros(len(pieces), dtype=bool)
-    mask[removed] = True
-    return pc.replace_with_mask(pieces.cast(TEXT), pa.array(mask), joined.cast(TEXT))

@@ -77,6 +77,28 @@ def _spans_text(data: U8, starts: Ints, ends: Ints) -> pa.Array:
     )
 
 
+def _concat_spans(data: U8, starts: Ints, lengths: Ints) -> U8:
+    """The byte spans ``data[s:s+n]`` for each (s, n), one after another.
+
+    NumPy has no "concatenate slices" and Arrow none over a byte buffer, so
+    the gather index is built as running sums: 1 within a span, a jump at
+    each span's first byte. It takes one index per output byte (32 bits
+    where ``data`` is small enough), not three as ``_ramp`` would.
+    """
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, np.uint8)
+    index_type = np.int32 if data.size < 2**31 else np.int64
+    steps = np.ones(total, dtype=index_type)
+    firsts = np.cumsum(lengths) - lengths
+    steps[0] = starts[0]
+    steps[firsts[1:]] = starts[1:] - (starts[:-1] + lengths[:-1]) + 1
+    gathered: U8 = data[np.cumsum(steps, out=steps)]
+    return gathered
+
+
 def _ramp(lengths: Ints) -> Ints:
     """``0..n-1`` for each ``n`` in ``lengths``, concatenated."""
     total = int(lengths.sum())
