@@ -103,7 +103,7 @@ class HospitalClient(NumPyClient):
         self.settings = settings
         self.backend_name = settings.backend
         self.run = run
-        self._privacy: dict[str, HospitalPrivacy] = {}
+        self._privacy: HospitalPrivacy | None = None
 
     def _inputs(self, config: Mapping[str, Scalar]) -> HospitalData:
         """The round's schema checked, then the inputs its task builds here."""
@@ -142,26 +142,25 @@ class HospitalClient(NumPyClient):
             raise type(exc)(f"{hospital}: {exc}") from exc
         return {Key.HOSPITAL: hospital, Key.INPUT_SUMS: sums.to_json()}
 
-    def _privacy_for(self, data: HospitalData) -> HospitalPrivacy | None:
-        """The DP ledger guarding ``data`` (None: this hospital trains without DP).
+    def _privacy_for(self) -> HospitalPrivacy | None:
+        """The DP ledger of this hospital's prepared rows (None: no DP here).
 
-        The ledger is bound to the training set's fingerprint, so a task
-        that builds other training arrays from the same rows is refused by
-        it (fail closed) rather than given a fresh budget.
+        The ledger is bound to the prepared rows' fingerprint, not to the
+        inputs a task builds from them: every task, split and scaling trained
+        on the same patients spends the one budget.
         """
         settings = self.settings
         if settings.privacy is None or settings.state_dir is None:
             return None
-        key = data.fingerprint()
-        if key not in self._privacy:
-            self._privacy[key] = HospitalPrivacy(
+        if self._privacy is None:
+            self._privacy = HospitalPrivacy(
                 settings=settings.privacy,
                 state_dir=settings.state_dir,
-                dataset=key,
+                dataset=self.dataset.fingerprint(),
                 mac_key=ledger_mac_key(settings.key()),
                 receipt_dir=settings.data.parent,
             )
-        return self._privacy[key]
+        return self._privacy
 
     def _backend(
         self, config: Mapping[str, Scalar], parameters: NDArrays, data: HospitalData
@@ -186,7 +185,7 @@ class HospitalClient(NumPyClient):
         seed = hospital_seed(run_seed, server_round, data.hospital)
         plan = decode_plan(config, seed=seed)
         metrics: dict[str, Scalar] = {Key.HOSPITAL: data.hospital}
-        privacy = self._privacy_for(data)
+        privacy = self._privacy_for()
         if privacy is None:
             loss = backend.train(data.x_train, data.y_train, plan)
             metrics[Key.TRAIN_LOSS] = loss

@@ -13,11 +13,13 @@ by :func:`~hospfed.client.features.build_inputs` and kept per task).
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hospfed.client.backends import BACKENDS
@@ -226,6 +228,7 @@ class HospitalDataset:
     schema: DatasetSchema
     hospital: str
     _inputs: dict[str, HospitalData] = field(default_factory=dict, repr=False)
+    _inputs_meta: dict[str, str] = field(default_factory=dict, repr=False)
 
     def inputs(
         self, task: LearningTask, scaling: Scaling | None = None
@@ -249,6 +252,21 @@ class HospitalDataset:
         if key not in self._inputs:
             self._inputs[key] = build_inputs(self.frame, task, self.hospital, scaling)
         return self._inputs[key]
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the prepared rows (names, types and every value).
+
+        What the privacy ledger is bound to: every task trained on these
+        rows spends the same budget, whatever inputs it builds from them.
+        """
+        if "fingerprint" not in self._inputs_meta:
+            digest = hashlib.sha256()
+            for name, dtype in self.frame.dtypes.items():
+                digest.update(f"{name}\x1f{dtype}\x1e".encode())
+            rows = pd.util.hash_pandas_object(self.frame, index=False)
+            digest.update(np.ascontiguousarray(rows.to_numpy()).tobytes())
+            self._inputs_meta["fingerprint"] = digest.hexdigest()
+        return self._inputs_meta["fingerprint"]
 
     def input_sums(self, task: LearningTask) -> InputSums:
         """Sums over the training inputs ``task`` builds (federation scaling)."""

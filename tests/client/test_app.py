@@ -172,6 +172,30 @@ def test_a_round_past_the_budget_is_declined_before_training(tmp_path):
     assert (tmp_path / "privacy-ledger.json").read_bytes() == ledger
 
 
+def test_every_task_on_the_same_rows_spends_one_budget(tmp_path):
+    from hospfed.common.task import dumps_task, loads_task
+
+    spec = ModelSpec(13)
+    privacy = PrivacySettings(epsilon=1.0, delta=1e-3, planned_rounds=1)
+    client = client_for("switzerland", privacy=privacy, state_dir=tmp_path)
+    client.fit(initial_weights(spec, 0), instructions(spec, 1))
+    # Another split of the same patients: other training arrays, same budget.
+    text = dumps_task(FED_HEART_TASK).replace('"seed": 43', '"seed": 44')
+    other = loads_task(text, fmt="json")
+    assert client.dataset.inputs(other).fingerprint() != (
+        client.dataset.inputs(FED_HEART_TASK).fingerprint()
+    )
+    config = encode_instructions(
+        TrainPlan(learning_rate=0.01, local_steps=20, batch_size=4),
+        spec,
+        2,
+        FED_HEART_SCHEMA,
+        task=other,
+    )
+    with pytest.raises(PrivacyBudgetError, match="round 2 would raise epsilon"):
+        client.fit(initial_weights(spec, 0), config)
+
+
 def test_node_config_carries_the_hospitals_own_privacy_settings(tmp_path):
     settings = NodeSettings.from_mapping(
         {
