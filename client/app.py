@@ -53,6 +53,9 @@ from hospfed.common.protocol import (
 )
 from hospfed.common.training import HospitalData
 
+MIN_SUMS_ROWS = 11
+"""Fewest training rows a hospital sends input sums over (prepare's minimum)."""
+
 
 def hospital_seed(run_seed: int, server_round: int, hospital: str) -> int:
     """Seed one hospital's batch order in one round.
@@ -111,7 +114,11 @@ class HospitalClient(NumPyClient):
         task = decode_task(config)
         try:
             return self.dataset.inputs(task, decode_scaling(config))
-        except (DataError, SchemaError) as exc:  # the coordinator names who failed
+        except (
+            ConfigError,
+            DataError,
+            SchemaError,
+        ) as exc:  # named for the coordinator
             raise type(exc)(f"{self.dataset.hospital}: {exc}") from exc
 
     def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
@@ -134,12 +141,29 @@ class HospitalClient(NumPyClient):
                 "training inputs that federation-wide standardisation needs are "
                 "not covered by DP; use a task that standardises by hospital"
             )
+        if not self.settings.input_sums:
+            raise ConfigError(
+                f"{hospital}: does not send sums of its training inputs (they are "
+                "exact statistics of its patients); its node config opts in with "
+                'input-sums = "allow" (hospfed-client start --allow-input-sums)'
+            )
+        if self.run in self.dataset.sums_sent:
+            raise ConfigError(
+                f"{hospital}: has sent its input sums for run {self.run} already; "
+                "a second query could be differenced against the first"
+            )
         self.dataset.schema.check_matches(decode_schema(config))
         task = decode_task(config)
         try:
             sums = self.dataset.input_sums(task)
-        except (DataError, SchemaError) as exc:
+        except (ConfigError, DataError, SchemaError) as exc:
             raise type(exc)(f"{hospital}: {exc}") from exc
+        if sums.count < MIN_SUMS_ROWS:
+            raise ConfigError(
+                f"{hospital}: sums over {sums.count} training rows would come "
+                f"close to revealing rows; it sends sums over {MIN_SUMS_ROWS} or more"
+            )
+        self.dataset.sums_sent.add(self.run)
         return {Key.HOSPITAL: hospital, Key.INPUT_SUMS: sums.to_json()}
 
     def _privacy_for(self) -> HospitalPrivacy | None:

@@ -34,7 +34,7 @@ from hospfed.common.config import get_choice
 from hospfed.common.errors import ConfigError, DataError, SchemaError
 from hospfed.common.scaling import InputSums, Scaling
 from hospfed.common.schema import DatasetSchema, loads_schema
-from hospfed.common.task import LearningTask
+from hospfed.common.task import LearningTask, check_task_reads
 from hospfed.common.training import HospitalData
 
 
@@ -72,6 +72,11 @@ class NodeSettings:
         without differential privacy.
     state_dir : Path or None
         Where the hospital keeps its privacy ledger (required with DP).
+    input_sums : bool
+        Whether the hospital answers a coordinator's query for sums over its
+        training inputs (federation-wide standardisation; node config
+        ``input-sums = "allow"``). Off by default: the sums are exact
+        statistics of its patients, sent in the clear.
 
     """
 
@@ -82,6 +87,7 @@ class NodeSettings:
     backend: str = "keras"
     privacy: PrivacySettings | None = None
     state_dir: Path | None = None
+    input_sums: bool = False
 
     def __post_init__(self) -> None:
         check_one_key(self.key_file, self.passphrase_env, names=_KEY_NAMES)
@@ -118,7 +124,21 @@ class NodeSettings:
             backend=get_choice(node_config, "backend", "keras", BACKENDS),
             privacy=PrivacySettings.from_mapping(node_config),
             state_dir=Path(state_dir).expanduser() if state_dir else None,
+            input_sums=_input_sums(node_config),
         )
+
+
+INPUT_SUMS_KEY = "input-sums"
+"""Node config key: ``"allow"`` lets the hospital answer sums queries."""
+
+
+def _input_sums(config: Mapping[str, Any]) -> bool:
+    value = _text(config, INPUT_SUMS_KEY).lower()
+    if value not in ("", "allow", "deny"):
+        raise ConfigError(
+            f"node config {INPUT_SUMS_KEY!r} is {value!r}; allowed: allow, deny"
+        )
+    return value == "allow"
 
 
 def _text(config: Mapping[str, Any], key: str) -> str:
@@ -229,6 +249,8 @@ class HospitalDataset:
     hospital: str
     _inputs: dict[str, HospitalData] = field(default_factory=dict, repr=False)
     _inputs_meta: dict[str, str] = field(default_factory=dict, repr=False)
+    sums_sent: set[str] = field(default_factory=set, repr=False)
+    """Runs this process has answered a sums query for (one answer per run)."""
 
     def inputs(
         self, task: LearningTask, scaling: Scaling | None = None
@@ -250,6 +272,7 @@ class HospitalDataset:
 
         key = task.fingerprint() + ("" if scaling is None else scaling.digest())
         if key not in self._inputs:
+            check_task_reads(task, self.schema)
             self._inputs[key] = build_inputs(self.frame, task, self.hospital, scaling)
         return self._inputs[key]
 
@@ -272,6 +295,7 @@ class HospitalDataset:
         """Sums over the training inputs ``task`` builds (federation scaling)."""
         from hospfed.client.features import input_sums
 
+        check_task_reads(task, self.schema)
         return input_sums(self.frame, task, self.hospital)
 
 

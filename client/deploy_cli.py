@@ -76,6 +76,14 @@ def start(
         float,
         typer.Option(help="Seconds without a message before the data is dropped."),
     ] = 600.0,
+    allow_input_sums: Annotated[
+        bool,
+        typer.Option(
+            "--allow-input-sums",
+            help="Answer the coordinator's query for sums over the training "
+            "inputs (a task that standardises by federation); off: refused.",
+        ),
+    ] = False,
 ) -> int:
     """Run this hospital's process: dial out to the coordinator, train when asked."""
     if backend not in ("keras", "torch"):
@@ -99,6 +107,7 @@ def start(
         backend=backend,
         privacy=privacy,
         state_dir=state,
+        input_sums=allow_input_sums,
     )
     options = NodeOptions(
         server=server,

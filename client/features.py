@@ -171,7 +171,7 @@ def encode_rows(
         width = rows.inputs.shape[1]
         if scaling is None or len(scaling.mean) != width:
             raise ConfigError(
-                f"{hospital}: task {task.name!r} standardises with the "
+                f"task {task.name!r} standardises with the "
                 f"federation's statistics of its {width} inputs, which the "
                 "instructions do not carry"
             )

@@ -29,7 +29,7 @@ from pathlib import Path
 import filelock
 
 from hospfed.client.appguard import GUARD_DIR
-from hospfed.client.data import NodeSettings, read_hospital_data
+from hospfed.client.data import INPUT_SUMS_KEY, NodeSettings, read_hospital_data
 from hospfed.client.worker import WORKER_SOCKET_KEY, Worker
 from hospfed.common.daemons import (
     Child,
@@ -121,6 +121,8 @@ def node_config(settings: NodeSettings, worker: Path | None = None) -> str:
         }
         if privacy.noise_multiplier is not None:
             pairs["noise-multiplier"] = privacy.noise_multiplier
+    if settings.input_sums:
+        pairs[INPUT_SUMS_KEY] = "allow"
     if worker is not None:
         pairs[WORKER_SOCKET_KEY] = str(worker)
     return flower_pairs(pairs, flag="--node-config")

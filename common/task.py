@@ -64,6 +64,7 @@ import tomli_w
 from hospfed.common.errors import ConfigError
 from hospfed.common.files import atomic_write
 from hospfed.common.model import OutputKind
+from hospfed.common.schema import DatasetSchema
 
 __all__ = [
     "TASK_FORMAT",
@@ -72,6 +73,7 @@ __all__ = [
     "Label",
     "LearningTask",
     "Split",
+    "check_task_reads",
     "dump_task",
     "dumps_task",
     "load_task",
@@ -326,6 +328,37 @@ _LABEL_KEYS = {"column", "kind", "positive", "negative", "classes"}
 _FEATURE_KEYS = {"column", "kind", "levels", "drop-first", "missing", "impute"}
 _SPLIT_KEYS = {"train-fraction", "seed", "stratify"}
 _STANDARDISE_KEYS = {"by"}
+
+
+NOT_MODEL_INPUTS = frozenset({"identifier", "pseudonym", "free_text"})
+"""Roles of columns no task may read: identifiers, pseudonyms, free text."""
+
+
+def check_task_reads(task: LearningTask, schema: DatasetSchema) -> None:
+    """Refuse a task reading a column ``schema`` does not keep, or may not feed.
+
+    Checked by the coordinator against the run's schema and by each hospital
+    against its own, so a task naming a pseudonym column is refused even
+    when sent by a coordinator that skipped the check.
+
+    Raises
+    ------
+    ConfigError
+        Naming the task, the column and why.
+
+    """
+    for column in (*(f.column for f in task.features), task.label.column):
+        if column not in schema.column_names:
+            raise ConfigError(
+                f"task {task.name!r} reads column {column!r}, which schema "
+                f"{schema.name!r} does not keep"
+            )
+        role = schema.column(column).role
+        if role in NOT_MODEL_INPUTS:
+            raise ConfigError(
+                f"task {task.name!r} reads column {column!r}, a {role} column: "
+                "identifiers, pseudonyms and free text are never model inputs"
+            )
 
 
 def loads_task(

@@ -32,7 +32,7 @@ from hospfed.common.datasets import (
 from hospfed.common.errors import ConfigError
 from hospfed.common.model import ACTIVATIONS, ModelSpec
 from hospfed.common.schema import DatasetSchema
-from hospfed.common.task import LearningTask
+from hospfed.common.task import LearningTask, check_task_reads
 from hospfed.common.training import TrainPlan
 from hospfed.server.central_dp import (
     CENTRAL_DP_KEYS,
@@ -212,6 +212,13 @@ class RunConfig:
             unit_weights=str(config.get("central-dp", "off")).strip().lower() != "off",
         )
         central = read_central_dp(config, strategy=strategy, secure=secure is not None)
+        if central is not None and task.standardise == "federation":
+            raise ConfigError(
+                f"task {task.name!r} standardises by federation, and each "
+                "hospital's exact input sums would reveal what client-level "
+                "central DP protects (which hospitals took part, with what "
+                'data); use a task with [standardise] by = "hospital"'
+            )
         if raw_schema is not None:
             schema = raw_schema.name
         data_schema = (raw_schema or resolve_schema(schema)).deidentified()
@@ -265,22 +272,8 @@ def _check_task(task: LearningTask, data_schema: DatasetSchema) -> LearningTask:
             f"but the run's schema de-identifies to {data_schema.name!r}; set "
             "run-config 'schema' to the raw-export schema the task was written for"
         )
-    for column in (*(f.column for f in task.features), task.label.column):
-        if column not in data_schema.column_names:
-            raise ConfigError(
-                f"task {task.name!r} reads column {column!r}, which schema "
-                f"{data_schema.name!r} does not keep"
-            )
-        role = data_schema.column(column).role
-        if role in _NOT_MODEL_INPUTS:
-            raise ConfigError(
-                f"task {task.name!r} reads column {column!r}, a {role} column: "
-                "identifiers, pseudonyms and free text are never model inputs"
-            )
+    check_task_reads(task, data_schema)
     return task
-
-
-_NOT_MODEL_INPUTS = frozenset({"identifier", "pseudonym", "free_text"})
 
 
 def _model_spec(config: ConfigMapping, task: LearningTask) -> ModelSpec:

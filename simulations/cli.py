@@ -243,7 +243,11 @@ def _federated(
         if plan.privacy is not None and state_dir is None:
             state_dir = workspace.state_dir
         nodes = heart_nodes(
-            sites, plan.backend, privacy=plan.privacy, state_dir=state_dir
+            sites,
+            plan.backend,
+            privacy=plan.privacy,
+            state_dir=state_dir,
+            input_sums=plan.input_sums,
         )
         with progress:
             result = run_federated(

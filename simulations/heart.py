@@ -185,6 +185,7 @@ def heart_nodes(
     *,
     privacy: PrivacySettings | None = None,
     state_dir: Path | None = None,
+    input_sums: bool = False,
 ) -> list[NodeSettings]:
     """Node settings of the simulated hospitals.
 
@@ -198,6 +199,9 @@ def heart_nodes(
         The same DP budget at every hospital; None is non-private.
     state_dir : Path, optional
         Parent of each hospital's state directory (needed with ``privacy``).
+    input_sums : bool
+        Let every hospital answer the sums query of a task that standardises
+        by federation (the simulation's user is the whole federation).
 
     Returns
     -------
@@ -214,6 +218,7 @@ def heart_nodes(
             backend=backends[site.hospital],
             privacy=privacy,
             state_dir=None if state_dir is None else state_dir / site.hospital,
+            input_sums=input_sums,
         )
         for site in sites
     ]

@@ -119,6 +119,9 @@ class HeartPlan:
         The simulation's settings, recorded and hashed with the config.
     verbose : bool
         Show Flower's and Ray's logs.
+    input_sums : bool
+        The hospitals answer the sums query of a task standardised by
+        federation.
 
     """
 
@@ -131,6 +134,7 @@ class HeartPlan:
     resume: Checkpoint | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     verbose: bool = False
+    input_sums: bool = False
 
     @property
     def out_dir(self) -> Path:

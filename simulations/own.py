@@ -221,6 +221,13 @@ def plan_run(values: Mapping[str, Any], explicit: set[str]) -> OwnPlan:
     way = _way(values)
     _refuse_foreign(way, values, explicit)
     task = resolve_task(str(values["task"]))
+    if task.standardise == "federation" and values["epsilon"] is not None:
+        raise ConfigError(
+            f"task {task.name!r} standardises by federation: each hospital would "
+            "send exact sums of its training inputs, which DP-SGD does not "
+            "cover, so private hospitals refuse; drop --epsilon, or use a task "
+            'with [standardise] by = "hospital"'
+        )
     schema = _schema(values, task, way)
     files = parse_sites(values["site"] or (), values["key"] or ())
     frames = _hospital_rows(way, values, task, schema)
@@ -256,6 +263,7 @@ def plan_run(values: Mapping[str, Any], explicit: set[str]) -> OwnPlan:
         privacy=privacy,
         settings=settings,
         verbose=bool(values["verbose"]),
+        input_sums=task.standardise == "federation",
     )
     k = values.get("k")
     title = f"{task.name}: {len(names)} hospitals"
@@ -286,8 +294,9 @@ def _config(
         minimum = max(sampled, 2) if secure else sampled
     if int(minimum) > sampled:
         raise ConfigError(
-            f"--min-hospitals {minimum} is more than the {sampled} hospitals "
-            f"sampled per round (--fraction-fit {fraction} of {hospitals})"
+            f"{'--min-hospitals' if values['min_hospitals'] else 'secure aggregation'}"
+            f" needs {minimum} hospitals per round, more than the {sampled} sampled "
+            f"(--fraction-fit {fraction} of {hospitals}); raise --fraction-fit"
         )
     name = "pooled" if pooled else str(values["strategy"]).strip().lower()
     out = Path(values["out"] or Path("results") / f"{task.name}-{name}")

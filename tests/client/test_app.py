@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from hospfed.common.datasets.heart_schema import FED_HEART_SCHEMA
 from hospfed.common.errors import ConfigError, PrivacyBudgetError, SchemaError
 from hospfed.common.model import ModelSpec, initial_weights
 from hospfed.common.protocol import METRIC_WHITELIST, encode_instructions
+from hospfed.common.schema import dumps_schema
 from hospfed.common.training import TrainPlan
 
 
@@ -230,7 +232,7 @@ def test_a_task_that_does_not_fit_the_hospitals_rows_is_refused_naming_both():
         FED_HEART_SCHEMA,
         task=other,
     )
-    with pytest.raises(SchemaError, match="^switzerland: task .*'heart_rate'"):
+    with pytest.raises(ConfigError, match="^switzerland: task .*'heart_rate'"):
         client_for("switzerland").fit(initial_weights(spec, 0), config)
 
 
@@ -257,7 +259,10 @@ def test_a_sums_query_gets_the_training_inputs_sums_and_nothing_else():
     spec = ModelSpec(13)
     plan = TrainPlan(learning_rate=0.01, local_steps=1, batch_size=4)
     query = encode_instructions(plan, spec, 1, FED_HEART_SCHEMA, task=task)
-    answers = {h: client_for(h).get_properties(query) for h in ("va", "switzerland")}
+    answers = {
+        h: client_for(h, input_sums=True).get_properties(query)
+        for h in ("va", "switzerland")
+    }
     assert set(answers["va"]) == {"hospital", "input-sums"}
     sums = {h: InputSums.from_json(a["input-sums"], h) for h, a in answers.items()}
     own = client_for("va").dataset.inputs(FED_HEART_TASK)  # the same split
@@ -280,6 +285,52 @@ def test_a_sums_query_gets_the_training_inputs_sums_and_nothing_else():
     )
     np.testing.assert_allclose(train.mean(0), 0.0, atol=1e-5)  # pooled-standardised
     assert not np.allclose(data.x_train.mean(0), 0.0, atol=1e-3)  # not VA's own
+
+
+def test_sums_are_sent_only_when_allowed_once_per_run_and_over_enough_rows():
+    from hospfed.client.app import MIN_SUMS_ROWS
+
+    spec = ModelSpec(13)
+    plan = TrainPlan(learning_rate=0.01, local_steps=1, batch_size=4)
+    query = encode_instructions(
+        plan, spec, 1, FED_HEART_SCHEMA, task=_federation_task()
+    )
+    with pytest.raises(
+        ConfigError, match='^va: does not send sums.*input-sums = "allow"'
+    ):
+        client_for("va").get_properties(query)  # the default: refused
+    client = client_for("va", input_sums=True)
+    client.get_properties(query)
+    with pytest.raises(ConfigError, match="has sent its input sums for run run-1"):
+        client.get_properties(query)
+    small = client_for("switzerland", input_sums=True)
+    small.dataset = HospitalDataset(
+        clinical_table("switzerland").head(14), FED_HEART_SCHEMA, "switzerland"
+    )
+    with pytest.raises(ConfigError, match=f"sends sums over {MIN_SUMS_ROWS} or more"):
+        small.get_properties(query)
+
+
+def test_a_hospital_refuses_a_task_reading_an_identifying_column():
+    from hospfed.common.schema import loads_schema
+
+    document = json.loads(dumps_schema(FED_HEART_SCHEMA))
+    for column in document["columns"]:
+        if column["name"] == "thalach":
+            column["role"] = "pseudonym"
+            column["kind"] = "string"
+    schema = loads_schema(json.dumps(document))
+    spec = ModelSpec(13)
+    config = encode_instructions(
+        TrainPlan(learning_rate=0.01, local_steps=1, batch_size=4),
+        spec,
+        1,
+        schema,
+        task=FED_HEART_TASK,
+    )
+    client = client_for("va", schema=schema)
+    with pytest.raises(ConfigError, match="^va: task .*'thalach', a pseudonym column"):
+        client.fit(initial_weights(spec, 0), config)
 
 
 def test_a_private_hospital_refuses_to_send_sums(tmp_path):

@@ -35,6 +35,7 @@ def _settings() -> NodeSettings:
         data=Path("site.hfd"),
         key_file=Path("site.key"),
         backend="torch",
+        input_sums=True,  # lets the sums query through (refused by default)
     )
 
 

@@ -174,7 +174,7 @@ def test_bad_flags_are_refused_in_one_line(tmp_path):
         (
             ("--task", str(task), "--synthetic", "300", "--hospitals", "4",
              "--fraction-fit", "0.5", "--min-hospitals", "3"),
-            "more than the 2 hospitals sampled",
+            "needs 3 hospitals per round, more than the 2 sampled",
         ),
     ]  # fmt: skip
     for args, message in cases:
@@ -200,15 +200,14 @@ def test_federation_wide_standardisation_from_sums_only(tmp_path):
     rows = synthetic_rows(own_task("binary"), 1500, seed=0)["outcome"]
     assert metrics["rounds"][-1]["mean"]["accuracy"] > _majority_share(rows) + 0.05
     assert "federation" in (out / "model-card.md").read_text()
-    # A hospital training with DP does not send exact sums: the run fails.
+    # A hospital training with DP does not send exact sums: refused up front.
     done = _run(
         str(BIN / "hospfed-sim"), "run", "--task", str(task), "--synthetic", "600",
         "--hospitals", "2", "--rounds", "1", "--epsilon", "1",
         "--no-secure-aggregation", "--out", str(tmp_path / "private"),
     )  # fmt: skip
-    assert done.returncode == 3, done.stderr
-    assert "trains with DP-SGD" in done.stderr
-    assert "input sums for federation-wide standardisation" in done.stderr
+    assert done.returncode == 2, done.stderr  # refused before any work
+    assert "private hospitals refuse; drop --epsilon" in done.stderr
 
 
 def test_record_level_dp_on_own_data_spends_within_the_budget(tmp_path):
