@@ -292,9 +292,16 @@ def _prepare_and_run(
 ) -> None:
     """Ask for the federation's input statistics when the task needs them; run."""
     if config.task.standardise == "federation":
-        scaling["federation"] = query_scaling(grid, config, first_round=done + 1)
-        if recorder is not None:
-            recorder.book["scaling"] = json.loads(scaling["federation"].to_json())
+        recorded = recorder.book.get("scaling") if recorder is not None else None
+        if recorded is not None:  # a resumed run: the statistics it trained with
+            scaling["federation"] = Scaling.from_json(json.dumps(recorded))
+        else:
+            found, hospitals = query_scaling(grid, config, first_round=done + 1)
+            scaling["federation"] = found
+            if recorder is not None:
+                recorder.book["scaling"] = json.loads(found.to_json()) | {
+                    "hospitals": hospitals
+                }
     workflow(grid, legacy)
 
 

@@ -212,13 +212,6 @@ class RunConfig:
             unit_weights=str(config.get("central-dp", "off")).strip().lower() != "off",
         )
         central = read_central_dp(config, strategy=strategy, secure=secure is not None)
-        if central is not None and task.standardise == "federation":
-            raise ConfigError(
-                f"task {task.name!r} standardises by federation, and each "
-                "hospital's exact input sums would reveal what client-level "
-                "central DP protects (which hospitals took part, with what "
-                'data); use a task with [standardise] by = "hospital"'
-            )
         if raw_schema is not None:
             schema = raw_schema.name
         data_schema = (raw_schema or resolve_schema(schema)).deidentified()
@@ -226,6 +219,13 @@ class RunConfig:
             task or resolve_task(str(config.get("task", FED_HEART_TASK.name)).strip()),
             data_schema,
         )
+        if central is not None and task.standardise == "federation":
+            raise ConfigError(
+                f"task {task.name!r} standardises by federation, and each "
+                "hospital's exact input sums would reveal what client-level "
+                "central DP protects (which hospitals took part, with what "
+                'data); use a task with [standardise] by = "hospital"'
+            )
         return cls(
             num_rounds=get_int(config, "num-rounds", DEFAULT_ROUNDS, minimum=1),
             strategy=strategy,

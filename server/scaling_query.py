@@ -7,9 +7,11 @@ with the count, per-input sums and sums of squares of the training inputs
 the task builds (nothing else passes the hospital's outgoing policy). The
 combined statistics then travel with every round's instructions.
 
-Sums are combined in the order of the hospitals' names, so the same data
-always gives bit-for-bit the same statistics (a resumed run recomputes
-them).
+Every hospital queried must answer (statistics of a subset would scale the
+others' inputs with numbers their data never entered). Sums are combined
+in the order of the hospitals' names, so the same data always gives
+bit-for-bit the same statistics. A resumed run reuses the statistics its
+checkpoint recorded rather than asking again.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def query_scaling(
     first_round: int = 1,
     wait_seconds: float = 300.0,
     timeout: float | None = 300.0,
-) -> Scaling:
+) -> tuple[Scaling, list[str]]:
     """Ask every connected hospital for its input sums; combine them.
 
     Parameters
@@ -64,12 +66,15 @@ def query_scaling(
     -------
     Scaling
         The federation's mean and std per input.
+    list of str
+        The hospitals whose sums they combine.
 
     Raises
     ------
     RoundFailedError
-        If fewer than ``config.min_hospitals`` hospitals answered, naming
-        each failure (e.g. a hospital training with DP, which refuses).
+        If any hospital queried did not answer, answered with an error (e.g.
+        one training with DP, or not opted in) or under another's name, or
+        fewer than ``config.min_hospitals`` are connected; naming each.
 
     """
     nodes = _connected(grid, config.min_hospitals, wait_seconds)
@@ -90,7 +95,13 @@ def query_scaling(
     ]
     answers: dict[str, InputSums] = {}
     failures: list[str] = []
-    for reply in grid.send_and_receive(messages, timeout=timeout):
+    replies = list(grid.send_and_receive(messages, timeout=timeout))
+    if len(replies) < len(messages):
+        failures.append(
+            f"{len(messages) - len(replies)} of {len(messages)} hospitals did not "
+            f"answer within {timeout} s"
+        )
+    for reply in replies:
         if reply.has_error():
             failures.append(failure_reason(Exception(reply.error)))
             continue
@@ -98,22 +109,28 @@ def query_scaling(
         hospital = str(
             properties.get(Key.HOSPITAL, f"node {reply.metadata.src_node_id}")
         )
+        if hospital in answers:
+            failures.append(f"two hospitals answered as {hospital!r}")
+            continue
         try:
             answers[hospital] = InputSums.from_json(
                 str(properties.get(Key.INPUT_SUMS, "")), hospital
             )
-        except Exception as exc:  # a malformed answer fails only its sender
+        except Exception as exc:  # a malformed answer is its sender's failure
             failures.append(str(exc))
-    if len(answers) < config.min_hospitals:
+    if failures or len(answers) < config.min_hospitals:
+        # Every hospital queried must answer: statistics of a subset would
+        # scale the others' inputs with numbers their data never entered.
         raise RoundFailedError(
             server_round=first_round,
             phase=PHASE,
             received=len(answers),
-            required=config.min_hospitals,
+            required=max(config.min_hospitals, len(messages)),
             failures=failures,
         )
-    log(INFO, "federation-wide standardisation: sums of %s hospitals", len(answers))
-    return federation_scaling(answers[name] for name in sorted(answers))
+    names = sorted(answers)
+    log(INFO, "federation-wide standardisation: sums of %s", ", ".join(names))
+    return federation_scaling(answers[name] for name in names), names
 
 
 def _connected(grid: Grid, minimum: int, wait_seconds: float) -> list[int]:

@@ -194,6 +194,7 @@ def test_federation_wide_standardisation_from_sums_only(tmp_path):
         "--no-secure-aggregation", "--out", str(out),
     )  # fmt: skip
     scaling = metrics["run"]["scaling"]
+    assert scaling["hospitals"] == ["site-000", "site-001", "site-002"]
     # Inputs: age ~ N(50, 10), lactate ~ N(50, 10), smoker, ward (2 one-hot).
     assert abs(scaling["mean"][0] - 50) < 1.5 and abs(scaling["std"][0] - 10) < 1.0
     assert abs(scaling["mean"][2] - 0.5) < 0.05  # smoker: Bernoulli(0.5)

@@ -93,3 +93,10 @@ def test_the_task_travels_with_its_fingerprint_and_is_checked():
         decode_task(tampered)
     with pytest.raises(ConfigError, match="no task"):
         decode_task({k: v for k, v in config.items() if k != Key.TASK})
+
+
+def test_federation_scaling_is_refused_with_client_level_central_dp():
+    from tests.client.test_app import _federation_task
+
+    with pytest.raises(ConfigError, match="standardises by federation"):
+        RunConfig.from_mapping({"central-dp": "fixed"}, task=_federation_task())
