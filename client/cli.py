@@ -18,6 +18,7 @@ import contextlib
 import math
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -228,6 +229,8 @@ def check(
         passphrase_env=passphrase_env,
     )
     learning_task = resolve_task(task)
+    if learning_task.standardise == "federation":  # statistics come with a run
+        learning_task = replace(learning_task, standardise="none")
     with no_patient_values("check"):
         data = load_hospital_data(settings).inputs(learning_task)
     binary = learning_task.label.kind == "binary"

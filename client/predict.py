@@ -50,6 +50,8 @@ class RunModel:
     status: str
     scaling: Scaling | None = None
     """The federation's input statistics (a task standardising by federation)."""
+    task_fingerprint: str | None = None
+    """The fingerprint of the task the run trained (None: not recorded)."""
 
 
 def load_run_model(run_dir: Path) -> RunModel:
@@ -82,7 +84,14 @@ def load_run_model(run_dir: Path) -> RunModel:
             f"(metrics.json and model.npz): {type(exc).__name__}"
         ) from None
     spec.check_weights(weights)
-    return RunModel(spec, weights, str(document.get("status", "unknown")), scaling)
+    fingerprint = document["run"].get("task_fingerprint")
+    return RunModel(
+        spec,
+        weights,
+        str(document.get("status", "unknown")),
+        scaling,
+        None if fingerprint is None else str(fingerprint),
+    )
 
 
 def forward(spec: ModelSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
@@ -110,7 +119,16 @@ def _activation(spec: ModelSpec, z: np.ndarray) -> np.ndarray:
 
 
 def check_model_fits(model: RunModel, task: LearningTask) -> None:
-    """Refuse a model whose inputs or label kind the task does not build."""
+    """Refuse a task other than the run's, or one the model does not fit."""
+    if model.task_fingerprint is not None and model.task_fingerprint != (
+        task.fingerprint()
+    ):
+        raise DataError(
+            f"task {task.name!r} is not the task the run trained (its fingerprint "
+            f"differs from the run's {model.task_fingerprint[:16]}...): inputs "
+            "built another way would give wrong predictions; pass the run's own "
+            "task file with --task"
+        )
     if model.spec.input_dim != len(task.input_names):
         raise DataError(
             f"the model takes {model.spec.input_dim} inputs but task {task.name!r} "

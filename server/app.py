@@ -186,6 +186,7 @@ def run_federation(
         replies=replies,
         on_round_complete=None if recorder is None else recorder.round_completed,
         rules=rules,
+        seed=config.seed,
     )
     log(
         INFO,

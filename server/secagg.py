@@ -227,6 +227,22 @@ StageListener = Callable[[int, str], None]
 """Told ``(server round, stage name)`` as each SecAgg+ stage starts."""
 
 
+def protocol_shares(num_shares: int) -> int:
+    """The share count given to Flower: an even count raised to the next odd one.
+
+    Flower 1.42's SecAgg+ workflow raises an even share count to odd itself,
+    but only *after* announcing the even count to the hospitals: when more
+    hospitals are sampled than that count, each has one neighbour more than
+    shares and fails its share-keys stage (``IndexError`` in
+    ``secaggplus_mod``), so every round with, e.g., the default 4 shares and 5
+    or more hospitals would halt. Raising it here, before the announcement,
+    is what Flower meant to do (its own warning: the count "should better be
+    odd"); with at most that many hospitals every one shares with every other
+    either way.
+    """
+    return num_shares + 1 if num_shares % 2 == 0 else num_shares
+
+
 class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
     """Flower's SecAgg+ fit workflow, whose halts fail (or skip) the round.
 
@@ -243,7 +259,7 @@ class GuardedSecAggPlusWorkflow(SecAggPlusWorkflow):
         self, settings: SecAggSettings, on_stage: StageListener | None = None
     ) -> None:
         super().__init__(
-            num_shares=settings.num_shares,
+            num_shares=protocol_shares(settings.num_shares),
             reconstruction_threshold=settings.reconstruction_threshold,
             max_weight=settings.max_weight,
             clipping_range=settings.clipping_range,

@@ -17,6 +17,7 @@ skipped) round instead of Flower's silent carrying on.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Sequence
 from logging import INFO, WARNING
 from typing import Any
@@ -192,6 +193,11 @@ class RoundGuard(Strategy):
     rules : UpdateRules, optional
         What every update (or, with secure aggregation, the aggregate) must
         satisfy; None checks nothing.
+    seed : int, optional
+        The run's seed: Flower samples hospitals (``fraction-fit`` below 1)
+        and orders SecAgg+ neighbours with Python's ``random``, which is
+        reseeded from (seed, round, phase) before each round's sampling, so
+        a run, and a resumed run, sample the same hospitals in a given round.
 
     """
 
@@ -209,8 +215,10 @@ class RoundGuard(Strategy):
         replies: ReplyLog | None = None,
         on_round_complete: Callable[[int, Weights], None] | None = None,
         rules: UpdateRules | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
+        self.seed = seed
         self.strategy = strategy
         self.min_results = min_results
         self.num_rounds = num_rounds
@@ -246,6 +254,7 @@ class RoundGuard(Strategy):
         self._aggregated = None
         self.current_round = server_round
         self._global = parameters_to_ndarrays(parameters)
+        self._reseed(server_round, "fit")
         instructions = self.strategy.configure_fit(
             server_round, parameters, client_manager
         )
@@ -318,6 +327,7 @@ class RoundGuard(Strategy):
                 required=self.min_results,
                 failures=["training ended without any aggregation"],
             )
+        self._reseed(server_round, "evaluate")
         instructions = self.strategy.configure_evaluate(
             server_round, parameters, client_manager
         )
@@ -422,6 +432,12 @@ class RoundGuard(Strategy):
             )
         record.skipped = why
         log(WARNING, "round %s skipped (weights unchanged): %s", server_round, why)
+
+    def _reseed(self, server_round: int, phase: str) -> None:
+        # Flower's client manager samples with the module-level ``random``;
+        # seeding it here is the only hook the legacy strategy API offers.
+        if self.seed is not None:
+            random.seed(f"hospfed-{self.seed}-{server_round}-{phase}")
 
     def _interrupted(self) -> RunInterruptedError:
         assert self.stop is not None

@@ -231,6 +231,11 @@ def plan_run(values: Mapping[str, Any], explicit: set[str]) -> OwnPlan:
     schema = _schema(values, task, way)
     files = parse_sites(values["site"] or (), values["key"] or ())
     frames = _hospital_rows(way, values, task, schema)
+    if "k" in explicit and not frames and all(f.prepared for f in files):
+        raise ConfigError(
+            "--k has no effect: every hospital is a prepared .hfd file, prepared "
+            "already; drop it"
+        )
     count = len(files) + len(frames)
     if count < 2:
         raise ConfigError(f"a federation needs at least 2 hospitals, got {count}")

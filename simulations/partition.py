@@ -11,7 +11,8 @@ row positions of a pandas frame:
   ``n`` near-equal parts (sizes differ by at most one);
 - :func:`dirichlet_partition`: ``DirichletPartitioner`` (label skew), for
   each class the share of every partition drawn from Dirichlet(alpha),
-  redrawn until every partition holds at least ``min_partition_size`` rows;
+  redrawn until every partition holds at least ``min_partition_size`` rows
+  (up to 100 draws here; Flower's partitioner tries 10);
   small alpha gives each hospital a few dominant classes;
 - :func:`linear_partition`: ``LinearPartitioner`` (size skew), partition
   ``i`` holding a share proportional to ``i + 1``.
@@ -122,8 +123,8 @@ def dirichlet_partition(
     Parameters
     ----------
     labels : array-like
-        The label of every row (any hashable values; a continuous label
-        should be binned first).
+        The label of every row (any hashable values, none missing; a
+        continuous label should be binned first).
     num_partitions : int
         Virtual hospitals.
     alpha : float
@@ -133,7 +134,8 @@ def dirichlet_partition(
         Seed of the draws and the shuffles.
     min_partition_size : int
         Every partition must hold at least this many rows; the draw is
-        repeated (up to 100 times, as Flower's partitioner) until it does.
+        repeated (up to 100 times; Flower's partitioner tries 10) until it
+        does.
 
     Returns
     -------

@@ -189,6 +189,11 @@ def partition_rows(
         parts = linear_partition(len(frame), hospitals, seed=seed)
     elif partition == "dirichlet":
         labels = frame[label]
+        if labels.isna().any():
+            raise DataError(
+                f"--partition dirichlet: {int(labels.isna().sum())} rows have no "
+                f"{label!r}; the label skew needs every row's label"
+            )
         if pd.api.types.is_float_dtype(labels) and labels.nunique() > 20:
             labels = pd.qcut(labels, 4, labels=False, duplicates="drop")
         parts = dirichlet_partition(

@@ -121,3 +121,41 @@ def test_a_model_that_does_not_fit_the_task_is_refused(hospital, capsys, tmp_pat
         capsys, "evaluate", str(data), "--model", str(tmp_path), "--key", str(key)
     )
     assert code == 2 and "not a run's results directory" in err
+
+
+def test_a_task_other_than_the_runs_is_refused(hospital, capsys, tmp_path):
+    key, _, data, base = hospital
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.npz").write_bytes((base / "model.npz").read_bytes())
+    document = json.loads((base / "metrics.json").read_text())
+    document["run"]["task_fingerprint"] = "0" * 64  # trained on another task
+    (run_dir / "metrics.json").write_text(json.dumps(document))
+    for command in ("evaluate", "privacy-check"):
+        code, _, err = run(
+            capsys, command, str(data), "--model", str(run_dir), "--key", str(key)
+        )
+        assert code == 2 and "is not the task the run trained" in err, err
+    document["run"]["task_fingerprint"] = FED_HEART_TASK.fingerprint()
+    (run_dir / "metrics.json").write_text(json.dumps(document))
+    code, out, err = run(
+        capsys, "privacy-check", str(data), "--model", str(run_dir), "--key", str(key)
+    )
+    assert code == 0, err
+    assert "attack ROC AUC" in out and "No membership leakage detected" in out
+
+
+def test_check_loads_a_federation_scaled_task_without_its_statistics(
+    hospital, capsys, tmp_path
+):
+    from hospfed.common.task import dump_task
+    from tests.client.test_app import _federation_task
+
+    key, _, data, _ = hospital
+    task = tmp_path / "federation.task.toml"
+    dump_task(_federation_task(), task)
+    code, out, err = run(
+        capsys, "check", str(data), "--key", str(key), "--task", str(task)
+    )
+    assert code == 0, err
+    assert "train" in out and "13" in out

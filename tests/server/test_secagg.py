@@ -198,3 +198,15 @@ def test_the_secure_aggregate_is_checked_and_cast_to_float32():
     guard, *_ = make_guard(2, rules=rules)
     with pytest.raises(RoundFailedError, match="a \\(node 1\\) reported 5000 examples"):
         guard.aggregate_fit(1, [(proxy(1), fit_res("a", 5000, aggregate))] * 2, [])
+
+
+def test_an_even_share_count_reaches_flower_odd_so_more_hospitals_still_work():
+    from hospfed.server.secagg import (
+        GuardedSecAggPlusWorkflow,
+        SecAggSettings,
+        protocol_shares,
+    )
+
+    assert [protocol_shares(n) for n in (3, 4, 5, 6)] == [3, 5, 5, 7]
+    workflow = GuardedSecAggPlusWorkflow(SecAggSettings(num_shares=4))
+    assert workflow.num_shares == 5  # announced to hospitals as 5, not 4

@@ -293,3 +293,34 @@ def test_a_reported_noise_multiplier_is_recorded():
     res.metrics |= {"epsilon-spent": 0.5, "noise-multiplier": 2.39}
     guard.aggregate_fit(1, [(proxy(1), res)], [])
     assert history.rounds[0].train["a"]["noise_multiplier"] == 2.39
+
+
+def test_hospitals_sampled_per_round_follow_the_run_seed():
+    from flwr.server.client_manager import SimpleClientManager
+
+    config = RunConfig.from_mapping(
+        {"fraction-fit": "0.3", "fraction-evaluate": "0.3", "min-hospitals": "2"}
+    )
+
+    def sampled(seed, server_round, phase="fit"):
+        manager = SimpleClientManager()
+        for node in range(20):
+            manager.register(SimpleNamespace(cid=str(node), node_id=node))
+        guard = RoundGuard(
+            build_strategy(config, initial_weights(config.model, 0)),
+            min_results=2,
+            num_rounds=5,
+            history=RunHistory(),
+            seed=seed,
+        )
+        params = ndarrays_to_parameters(initial_weights(config.model, 0))
+        configure = guard.configure_fit if phase == "fit" else guard.configure_evaluate
+        if phase != "fit":
+            guard._fit_finished = True  # as after a round that aggregated
+        return sorted(p.node_id for p, _ in configure(server_round, params, manager))
+
+    first = sampled(0, 2)
+    assert len(first) == 6  # 30% of 20
+    assert sampled(0, 2) == first  # a rerun (or a resumed run) samples the same
+    assert sampled(0, 3) != first or sampled(1, 2) != first
+    assert sampled(0, 2, "evaluate") == sampled(0, 2, "evaluate")

@@ -77,6 +77,9 @@ def test_partition_rows_names_virtual_hospitals_and_bins_a_continuous_label():
     assert sum(len(p) for p in parts.values()) == 400
     with pytest.raises(ConfigError, match="unknown partition"):
         partition_rows(frame, 4, partition="zipf", seed=0, label="y")
+    frame.loc[3, "y"] = np.nan
+    with pytest.raises(DataError, match="1 rows have no 'y'"):
+        partition_rows(frame, 4, partition="dirichlet", seed=0, label="y")
 
 
 def test_split_by_column_makes_names_and_refuses_collisions():
