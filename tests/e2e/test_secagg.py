@@ -235,3 +235,19 @@ def test_one_hospital_dropping_out_leaves_the_mean_of_the_others():
     assert np.allclose(aggregate[0], expected, atol=1e-4)
     declined = history.rounds[0].declined
     assert len(declined) == 1 and "update refused" in declined[0].reason
+
+
+def test_seven_hospitals_with_the_default_four_shares_aggregate():
+    # Flower 1.42 alone announces 4 shares, then makes them 5: with more than
+    # 5 hospitals every one failed its share-keys stage (IndexError).
+    rng = np.random.default_rng(3)
+    counts = [30, 40, 50, 60, 70, 80, 90]
+    updates = [[rng.normal(0, 0.5, 500).astype(np.float32)] for _ in counts]
+    settings = SecAggSettings(num_shares=4, reconstruction_threshold=3, timeout=None)
+    _, aggregate, history = run_secagg(updates, counts, settings)
+    plain = sum(
+        n * u[0].astype(np.float64) for n, u in zip(counts, updates, strict=True)
+    ) / sum(counts)
+    bound = settings.quantisation_bound([float(n) for n in counts])
+    assert np.max(np.abs(aggregate[0] - plain)) <= bound + 1e-6
+    assert history.rounds[0].skipped is None
