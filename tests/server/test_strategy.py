@@ -258,9 +258,13 @@ def test_a_hospital_that_declines_is_named_once_its_node_is_known():
 
     error = Error(code=2, reason="privacy budget: spent before run 7")
     reply = SimpleNamespace(
-        has_error=lambda: True, error=error, metadata=SimpleNamespace(src_node_id=9)
+        has_error=lambda: True,
+        error=error,
+        metadata=SimpleNamespace(src_node_id=9, reply_to_message_id="m1"),
     )
-    inner_grid = SimpleNamespace(send_and_receive=lambda messages, timeout: [reply])
+    inner_grid = SimpleNamespace(
+        push_messages=lambda messages: ["m1"], pull_messages=lambda ids: [reply]
+    )
     replies = ReplyLog(inner_grid)
     assert list(replies.send_and_receive([])) == [reply]
     config = RunConfig.from_mapping({})
