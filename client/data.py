@@ -248,7 +248,7 @@ class HospitalDataset:
     schema: DatasetSchema
     hospital: str
     _inputs: dict[str, HospitalData] = field(default_factory=dict, repr=False)
-    _inputs_meta: dict[str, str] = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
     sums_sent: set[str] = field(default_factory=set, repr=False)
     """Runs this process has answered a sums query for (one answer per run)."""
 
@@ -282,14 +282,14 @@ class HospitalDataset:
         What the privacy ledger is bound to: every task trained on these
         rows spends the same budget, whatever inputs it builds from them.
         """
-        if "fingerprint" not in self._inputs_meta:
+        if self._fingerprint is None:
             digest = hashlib.sha256()
             for name, dtype in self.frame.dtypes.items():
                 digest.update(f"{name}\x1f{dtype}\x1e".encode())
             rows = pd.util.hash_pandas_object(self.frame, index=False)
             digest.update(np.ascontiguousarray(rows.to_numpy()).tobytes())
-            self._inputs_meta["fingerprint"] = digest.hexdigest()
-        return self._inputs_meta["fingerprint"]
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def input_sums(self, task: LearningTask) -> InputSums:
         """Sums over the training inputs ``task`` builds (federation scaling)."""

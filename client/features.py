@@ -164,7 +164,8 @@ def encode_rows(
     """Encode, split and fit the scaling of one hospital's rows (see above)."""
     rows = _encoded_rows(frame, task, hospital)
     if task.standardise == "hospital":
-        mean, std = rows.inputs[rows.train].mean(axis=0), rows.inputs[rows.train].std(0)
+        train = rows.inputs[rows.train]
+        mean, std = train.mean(axis=0), train.std(axis=0)
         std[std == 0] = 1.0  # a constant input (one level everywhere) stays 0
         return replace(rows, mean=mean, std=std)
     if task.standardise == "federation":

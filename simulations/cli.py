@@ -284,6 +284,8 @@ def _kept(plan: HeartPlan, completed: int) -> str:
     where = f"after {unit} {completed} of {total}; results so far in {plan.out_dir}"
     if plan.pooled:
         return where
+    if not plan.can_resume:
+        return f"{where} (this command does not resume: start it again)"
     if not plan.resumable:
         return (
             f"{where} (not resumable: the hospitals' privacy ledgers were "

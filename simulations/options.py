@@ -122,6 +122,9 @@ class HeartPlan:
     input_sums : bool
         The hospitals answer the sums query of a task standardised by
         federation.
+    can_resume : bool
+        Whether the command offers ``--resume`` (``hospfed-sim run`` does
+        not).
 
     """
 
@@ -135,6 +138,7 @@ class HeartPlan:
     settings: dict[str, Any] = field(default_factory=dict)
     verbose: bool = False
     input_sums: bool = False
+    can_resume: bool = True
 
     @property
     def out_dir(self) -> Path:
@@ -150,7 +154,7 @@ class HeartPlan:
     @property
     def resumable(self) -> bool:
         """Whether an interruption of this run can be resumed."""
-        return self.privacy is None or self.state_dir is not None
+        return self.can_resume and (self.privacy is None or self.state_dir is not None)
 
 
 def privacy_targets(privacy: PrivacySettings | None) -> dict[str, float] | None:

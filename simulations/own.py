@@ -39,6 +39,7 @@ from hospfed.server.config import RunConfig
 from hospfed.simulations.heart import hospital_backends
 from hospfed.simulations.options import (
     NOT_POOLED,
+    PRIVATE_ONLY,
     HeartPlan,
     central_keys,
     flag,
@@ -65,7 +66,7 @@ _POOLED_NOT = (
     "fraction_fit",
     "learning_rate",
 )
-_PRIVATE_ONLY = ("delta", "clip_norm")
+_PRIVATE_ONLY = tuple(name for name in PRIVATE_ONLY if name != "state_dir")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,6 +270,7 @@ def plan_run(values: Mapping[str, Any], explicit: set[str]) -> OwnPlan:
         settings=settings,
         verbose=bool(values["verbose"]),
         input_sums=task.standardise == "federation",
+        can_resume=False,
     )
     k = values.get("k")
     title = f"{task.name}: {len(names)} hospitals"
@@ -331,18 +333,14 @@ def _config(
 
 
 def _secagg_sizes(sampled: int) -> dict[str, int]:
-    """SecAgg+ shares and threshold for ``sampled`` hospitals per round.
+    """SecAgg+ shares and threshold when fewer than 4 hospitals are sampled.
 
-    Up to 4 hospitals every one shares with every other (4 hospitals: 4
-    shares, threshold 3, as ``hospfed-sim heart``); from 5 on, each shares
-    with its 4 nearest neighbours (5 shares, threshold 3), so the cost per
-    hospital stays flat as the federation grows. The count is odd whenever
-    it is below the hospitals sampled: Flower 1.42's SecAgg+ workflow makes
-    an even count odd *after* telling the hospitals, whose share lists then
-    come up short (IndexError in ``secaggplus_mod``'s share-keys stage).
+    From 4 hospitals on, the defaults apply (4 shares, raised to 5 on the way
+    to Flower by :func:`~hospfed.server.secagg.protocol_shares`, threshold
+    3): each hospital shares with at most its 4 nearest neighbours, so its
+    cost stays flat as the federation grows. With 2 or 3 every hospital
+    shares with every other, and the threshold must stay below the count.
     """
-    if sampled >= 5:
-        return {"num-shares": 5, "reconstruction-threshold": 3}
-    if sampled == 4:
-        return {"num-shares": 4, "reconstruction-threshold": 3}
+    if sampled >= 4:
+        return {}
     return {"num-shares": 3, "reconstruction-threshold": 2}

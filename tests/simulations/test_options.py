@@ -228,3 +228,17 @@ def test_a_resume_keeps_the_runs_secure_aggregation_setting(tmp_path):
     assert plan(resume=tmp_path / "off").config.secure_aggregation is None
     with pytest.raises(ConfigError, match="secure_aggregation"):
         plan(resume=tmp_path / "off", secure_aggregation=True)
+
+
+def test_an_interrupted_run_of_a_command_without_resume_does_not_offer_it(tmp_path):
+    from hospfed.server.config import RunConfig
+    from hospfed.simulations.cli import _kept
+    from hospfed.simulations.options import HeartPlan
+
+    config = RunConfig.from_mapping({"out-dir": str(tmp_path), "num-rounds": 9})
+    heart = HeartPlan(config=config)
+    own = HeartPlan(config=config, can_resume=False)
+    assert f"resume with --resume {tmp_path}" in _kept(heart, 3)
+    assert "--resume" not in _kept(own, 3)
+    assert "does not resume: start it again" in _kept(own, 3)
+    assert not own.resumable
