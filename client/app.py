@@ -33,7 +33,7 @@ from hospfed.client.backends import TrainingBackend, evaluate, get_backend
 from hospfed.client.central_dp import central_clipping
 from hospfed.client.data import HospitalDataset, NodeSettings, load_hospital_data
 from hospfed.client.outgoing import make_outgoing_policy
-from hospfed.client.privacy import HospitalPrivacy, ledger_mac_key
+from hospfed.client.privacy import HospitalPrivacy, PrivateRound, ledger_mac_key
 from hospfed.client.worker import WORKER_SOCKET_KEY, WorkerClient
 from hospfed.common.errors import (
     ConfigError,
@@ -42,6 +42,8 @@ from hospfed.common.errors import (
     PrivacyBudgetError,
     SchemaError,
 )
+from hospfed.common.metrics import Evaluation
+from hospfed.common.personal import PERSONAL_PREFIX, PersonalPlan, decode_evaluation
 from hospfed.common.protocol import (
     Key,
     decode_plan,
@@ -51,7 +53,7 @@ from hospfed.common.protocol import (
     decode_spec,
     decode_task,
 )
-from hospfed.common.training import HospitalData
+from hospfed.common.training import HospitalData, TrainPlan
 
 MIN_SUMS_ROWS = 11
 """Fewest training rows a hospital sends input sums over (prepare's minimum)."""
@@ -186,6 +188,32 @@ class HospitalClient(NumPyClient):
             )
         return self._privacy
 
+    def _authorise(
+        self,
+        privacy: HospitalPrivacy,
+        plan: TrainPlan,
+        data: HospitalData,
+        server_round: int,
+        *,
+        noise_steps: int | None = None,
+    ) -> PrivateRound:
+        """Reserve a DP-SGD step's spending, or decline naming this hospital.
+
+        ``noise_steps``: personal training runs with the noise of the run's
+        rounds (of that many steps), whatever its own steps.
+        """
+        what = "" if noise_steps is None else "personalisation: "
+        try:
+            return privacy.authorise(
+                plan,
+                num_examples=len(data.y_train),
+                run=self.run,
+                server_round=server_round,
+                noise_steps=noise_steps,
+            )
+        except PrivacyBudgetError as exc:  # the coordinator names who declined
+            raise PrivacyBudgetError(f"{data.hospital}: {what}{exc}") from exc
+
     def _backend(
         self, config: Mapping[str, Scalar], parameters: NDArrays, data: HospitalData
     ) -> TrainingBackend:
@@ -214,15 +242,7 @@ class HospitalClient(NumPyClient):
             loss = backend.train(data.x_train, data.y_train, plan)
             metrics[Key.TRAIN_LOSS] = loss
         else:
-            try:
-                authorised = privacy.authorise(
-                    plan,
-                    num_examples=len(data.y_train),
-                    run=self.run,
-                    server_round=server_round,
-                )
-            except PrivacyBudgetError as exc:  # the coordinator names who declined
-                raise PrivacyBudgetError(f"{data.hospital}: {exc}") from exc
+            authorised = self._authorise(privacy, plan, data, server_round)
             backend.train(data.x_train, data.y_train, plan, authorised.step)
             metrics[Key.EPSILON] = authorised.epsilon_after
             metrics[Key.NOISE_MULTIPLIER] = authorised.step.noise_multiplier
@@ -231,19 +251,76 @@ class HospitalClient(NumPyClient):
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
-        """Evaluate the global model on this hospital's test set."""
+        """Score the global model on this hospital's test or validation set.
+
+        The instructions name the set (a validation run never reads the test
+        rows). When they ask for personalisation (a run's final round), the
+        hospital also adapts a copy of the global model on its training rows
+        and scores that copy on the same set; its weights stay here.
+        """
         data = self._inputs(config)
+        split, personal = decode_evaluation(config)
+        x, y = data.scored_on(split)
         backend = self._backend(config, parameters, data)
-        result = evaluate(backend, data.x_test, data.y_test)
-        metrics: dict[str, Scalar] = {Key.HOSPITAL: data.hospital}
         kind = backend.spec.output
-        if kind == "binary":
-            metrics |= {Key.ACCURACY: result.accuracy, Key.AUC: result.auc}
-        elif kind == "multiclass":
-            metrics |= {Key.ACCURACY: result.accuracy, Key.MACRO_F1: result.macro_f1}
-        else:
-            metrics |= {Key.RMSE: result.rmse, Key.MAE: result.mae}
+        result = evaluate(backend, x, y)
+        metrics: dict[str, Scalar] = {Key.HOSPITAL: data.hospital}
+        metrics |= _scores(kind, result)
+        if personal is not None:
+            weights, spent = self._personalise(config, parameters, data, personal)
+            backend.set_weights(weights)
+            adapted = evaluate(backend, x, y)
+            scores = _scores(kind, adapted) | {Key.LOSS: adapted.loss}
+            metrics |= {PERSONAL_PREFIX + k: v for k, v in scores.items()}
+            if spent is not None:
+                metrics[Key.EPSILON] = spent
         return result.loss, result.num_examples, metrics
+
+    def _personalise(
+        self,
+        config: Mapping[str, Scalar],
+        parameters: NDArrays,
+        data: HospitalData,
+        personal: PersonalPlan,
+    ) -> tuple[NDArrays, float | None]:
+        """Adapt the global model here; return its weights and epsilon spent.
+
+        Under DP the personal training is DP-SGD with the run's noise,
+        reserved in this hospital's ledger before it runs, like a round.
+        """
+        from hospfed.client.personalise import personal_train_plan, personalise
+
+        server_round, run_seed = decode_round(config)
+        seed = hospital_seed(run_seed, server_round, f"{data.hospital}/personal")
+        train = decode_plan(config, seed=seed)
+        plan = personal_train_plan(personal, train)
+        privacy = self._privacy_for()
+        step, spent = None, None
+        if privacy is not None:
+            authorised = self._authorise(
+                privacy, plan, data, server_round, noise_steps=train.local_steps
+            )
+            step, spent = authorised.step, authorised.epsilon_after
+        weights = personalise(
+            self.backend_name,
+            decode_spec(config),
+            list(parameters),
+            data.x_train,
+            data.y_train,
+            personal,
+            train,
+            step,
+        )
+        return weights, spent
+
+
+def _scores(kind: str, result: Evaluation) -> dict[str, Scalar]:
+    """The metrics that describe a model of the label's kind."""
+    if kind == "binary":
+        return {Key.ACCURACY: result.accuracy, Key.AUC: result.auc}
+    if kind == "multiclass":
+        return {Key.ACCURACY: result.accuracy, Key.MACRO_F1: result.macro_f1}
+    return {Key.RMSE: result.rmse, Key.MAE: result.mae}
 
 
 SettingsResolver = Callable[[Context], NodeSettings]

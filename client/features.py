@@ -65,6 +65,9 @@ class EncodedRows:
         float32 targets of the kept rows.
     train, test : numpy.ndarray
         Positions of the training and test rows among the kept rows.
+    validation : numpy.ndarray or None
+        Positions of the validation rows, held out of the training rows (a
+        task with a validation split; ``train`` then excludes them).
     mean, std : numpy.ndarray or None
         The training statistics inputs are scaled with (None: no scaling).
 
@@ -77,6 +80,7 @@ class EncodedRows:
     test: npt.NDArray[np.int64]
     mean: Floats | None
     std: Floats | None
+    validation: npt.NDArray[np.int64] | None = None
 
     def scaled(self) -> npt.NDArray[np.float32]:
         """Every kept row's inputs, scaled with the training statistics."""
@@ -85,14 +89,17 @@ class EncodedRows:
         return ((self.inputs - self.mean) / self.std).astype(np.float32)
 
     def hospital_data(self, hospital: str) -> HospitalData:
-        """The training and test sets."""
+        """The training, test and (when held out) validation sets."""
         scaled = self.scaled()
+        held = self.validation
         return HospitalData(
             hospital=hospital,
             x_train=scaled[self.train],
             y_train=self.labels[self.train],
             x_test=scaled[self.test],
             y_test=self.labels[self.test],
+            x_val=None if held is None else scaled[held],
+            y_val=None if held is None else self.labels[held],
         )
 
 
@@ -197,6 +204,9 @@ def _encoded_rows(
         [_encoded(kept[f.column], f) for f in task.features], axis=1
     )
     train, test = _split(labels, task)
+    validation = None
+    if task.split.has_validation:
+        train, validation = _hold_out_validation(train, labels, task, hospital)
     return EncodedRows(
         index=kept.index,
         inputs=inputs,
@@ -205,6 +215,7 @@ def _encoded_rows(
         test=test,
         mean=None,
         std=None,
+        validation=validation,
     )
 
 
@@ -288,6 +299,46 @@ def _split(
         stratify=stratify,
     )
     return np.sort(train), np.sort(test)
+
+
+def _hold_out_validation(
+    train: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.float32],
+    task: LearningTask,
+    hospital: str,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Carve the validation rows out of the training rows (test rows untouched).
+
+    Only the training rows' positions and labels are read, so nothing about
+    the test rows can change which rows validate.
+    """
+    from sklearn.model_selection import train_test_split
+
+    split = task.split
+    if len(train) < 2:
+        raise DataError(
+            f"{hospital}: {len(train)} training rows cannot lose a validation "
+            f"set (task {task.name!r}); lower validation-fraction or prepare "
+            "a larger export"
+        )
+    held = labels[train]
+    stratify = (
+        held
+        if split.stratify and task.label.kind != "continuous" and _can_stratify(held)
+        else None
+    )
+    size = max(1, min(len(train) - 1, round(split.validation_fraction * len(train))))
+    classes = len(np.unique(held))
+    if stratify is not None and min(size, len(train) - size) < classes:
+        stratify = None  # too few rows for every class on both sides
+    kept, validation = train_test_split(
+        train,
+        test_size=size,
+        random_state=split.validation_seed,
+        shuffle=True,
+        stratify=stratify,
+    )
+    return np.sort(kept), np.sort(validation)
 
 
 def _can_stratify(labels: npt.NDArray[np.float32]) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 from hospfed.common.errors import ConfigError, SchemaError
 from hospfed.common.model import ModelSpec
+from hospfed.common.personal import PERSONAL_PREFIX
 from hospfed.common.scaling import Scaling
 from hospfed.common.schema import DatasetSchema, dumps_schema, loads_schema
 from hospfed.common.task import LearningTask, dumps_task, loads_task
@@ -59,15 +60,22 @@ class Key:
     """Flower's ``KEY_NORM_BIT``: adaptive central DP's "my update was clipped"."""
 
 
+SCORE_KEYS: tuple[str, ...] = (
+    Key.ACCURACY,
+    Key.AUC,
+    Key.MACRO_F1,
+    Key.RMSE,
+    Key.MAE,
+    Key.LOSS,
+)
+"""A model's scores on a held-out set (a personalised model's carry
+:data:`~hospfed.common.personal.PERSONAL_PREFIX`)."""
+
 METRIC_WHITELIST: frozenset[str] = frozenset(
     {
         Key.HOSPITAL,
-        Key.ACCURACY,
-        Key.AUC,
-        Key.MACRO_F1,
-        Key.RMSE,
-        Key.MAE,
-        Key.LOSS,
+        *SCORE_KEYS,
+        *(PERSONAL_PREFIX + key for key in SCORE_KEYS),
         Key.TRAIN_LOSS,
         Key.EPSILON,
         Key.NOISE_MULTIPLIER,

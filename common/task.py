@@ -5,7 +5,9 @@ dataset are model inputs and how each becomes numbers (numeric, binary, or
 categorical with the levels every hospital must use, one-hot encoded), which
 column is the label and its kind (binary, multi-class, continuous), what to
 do with a missing value per column (drop the row, or impute a stated value),
-the train/test split (fraction, seed, stratified or not) and the
+the train/test split (fraction, seed, stratified or not; optionally a
+validation split carved from the training rows, for choosing settings
+without touching the test set) and the
 standardisation (each hospital's own training statistics, as FLamby does;
 the federation's, combined from each hospital's sums and counts; or none).
 The coordinator sends the task and its :meth:`fingerprint` with every
@@ -43,6 +45,8 @@ A task file is TOML (or JSON, the same keys), versioned::
     train-fraction = 0.66
     seed = 43
     stratify = true                  # when every class has > 2 rows
+    validation-fraction = 0.2        # carved from the training rows (default 0)
+    validation-seed = 0              # its own seed
 
     [standardise]
     by = "hospital"                  # hospital, federation or none
@@ -194,19 +198,56 @@ class Split:
         The split's seed (scikit-learn's ``random_state``).
     stratify : bool
         Keep the label's proportions (binary and multi-class labels, when
-        every class has more than two rows at the hospital).
+        every class has more than two rows at the hospital); the validation
+        split too.
+    validation_fraction : float
+        Share of the training rows held out as the hospital's validation
+        set, in [0, 1): what every choice of settings is scored on
+        (``hospfed-sim tune``), so the test set is touched once, at the end.
+        0 (the default) holds out nothing; the model trains on every
+        training row.
+    validation_seed : int
+        The validation split's own seed.
 
     """
 
     train_fraction: float = 0.66
     seed: int = 43
     stratify: bool = True
+    validation_fraction: float = 0.0
+    validation_seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.train_fraction < 1:
             raise ConfigError(
                 f"split: 'train-fraction' must be in (0, 1), got {self.train_fraction}"
             )
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError(
+                "split: 'validation-fraction' must be in [0, 1), got "
+                f"{self.validation_fraction}"
+            )
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the training rows lose a validation set."""
+        return self.validation_fraction > 0
+
+    def to_document(self) -> dict[str, Any]:
+        """The ``[split]`` table.
+
+        The validation keys appear only when there is a validation set, so
+        the fingerprint of a task without one is what it always was.
+        """
+        document: dict[str, Any] = {
+            "train-fraction": self.train_fraction,
+            "seed": self.seed,
+            "stratify": self.stratify,
+        }
+        if self.has_validation:
+            document["validation-fraction"] = self.validation_fraction
+            document["validation-seed"] = self.validation_seed
+        return document
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,11 +319,7 @@ class LearningTask:
             "schema": self.schema,
             "label": label,
             "features": [_feature_document(f) for f in self.features],
-            "split": {
-                "train-fraction": self.split.train_fraction,
-                "seed": self.split.seed,
-                "stratify": self.split.stratify,
-            },
+            "split": self.split.to_document(),
             "standardise": {"by": self.standardise},
         }
 
@@ -326,7 +363,13 @@ _TOP_KEYS = {
 }
 _LABEL_KEYS = {"column", "kind", "positive", "negative", "classes"}
 _FEATURE_KEYS = {"column", "kind", "levels", "drop-first", "missing", "impute"}
-_SPLIT_KEYS = {"train-fraction", "seed", "stratify"}
+_SPLIT_KEYS = {
+    "train-fraction",
+    "seed",
+    "stratify",
+    "validation-fraction",
+    "validation-seed",
+}
 _STANDARDISE_KEYS = {"by"}
 
 
@@ -442,6 +485,8 @@ def _from_document(document: Mapping[str, Any], source: str) -> LearningTask:
                 train_fraction=float(split.get("train-fraction", 0.66)),
                 seed=int(split.get("seed", 43)),
                 stratify=bool(split.get("stratify", True)),
+                validation_fraction=float(split.get("validation-fraction", 0.0)),
+                validation_seed=int(split.get("validation-seed", 0)),
             ),
             standardise=standardise.get("by", "hospital"),
         )

@@ -112,6 +112,9 @@ class HospitalData:
         float32 feature matrices, standardised with training statistics.
     y_train, y_test : numpy.ndarray
         float32 labels: 0/1, class indices, or values (the task's label).
+    x_val, y_val : numpy.ndarray or None
+        The validation set held out of the training rows (a task with a
+        validation split); None otherwise.
 
     """
 
@@ -120,6 +123,30 @@ class HospitalData:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    def scored_on(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs and labels of ``split`` (``"test"`` or ``"validation"``).
+
+        Raises
+        ------
+        ConfigError
+            For a validation set the task does not hold out, or another name.
+
+        """
+        if split == "test":
+            return self.x_test, self.y_test
+        if split != "validation":
+            raise ConfigError(
+                f"no {split!r} set; a model is scored on test or validation"
+            )
+        if self.x_val is None or self.y_val is None:
+            raise ConfigError(
+                f"{self.hospital}: the run's task holds out no validation set; "
+                "give it [split] validation-fraction"
+            )
+        return self.x_val, self.y_val
 
     @property
     def num_features(self) -> int:
@@ -137,10 +164,13 @@ class HospitalData:
 
 def pool(parts: Sequence[HospitalData]) -> HospitalData:
     """Concatenate hospitals' prepared sets (a pooled reference's data)."""
+    validation = all(p.x_val is not None for p in parts)
     return HospitalData(
         hospital="pooled",
         x_train=np.concatenate([p.x_train for p in parts]),
         y_train=np.concatenate([p.y_train for p in parts]),
         x_test=np.concatenate([p.x_test for p in parts]),
         y_test=np.concatenate([p.y_test for p in parts]),
+        x_val=np.concatenate([p.x_val for p in parts]) if validation else None,  # type: ignore[misc]
+        y_val=np.concatenate([p.y_val for p in parts]) if validation else None,  # type: ignore[misc]
     )

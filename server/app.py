@@ -187,6 +187,7 @@ def run_federation(
         on_round_complete=None if recorder is None else recorder.round_completed,
         rules=rules,
         seed=config.seed,
+        evaluate_on=config.evaluate_on,
     )
     log(
         INFO,

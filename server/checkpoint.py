@@ -62,6 +62,7 @@ _NEW_UNLESS_DEFAULT: dict[str, Any] = {
     "task_standardise": "hospital",
     "fraction_fit": 1.0,
     "fraction_evaluate": 1.0,
+    "evaluate_on": "test",
 }
 """Settings added after format v1 with a default that v1 runs had: part of
 the identity only when they differ from it, so a v1 checkpoint still resumes
@@ -73,6 +74,7 @@ _NEW_WHEN_SET = (
     "trim_fraction",
     "byzantine_hospitals",
     "central_dp",
+    "personal",
 )
 """Settings added after format v1: part of the identity only when set, so
 runs recorded before they existed keep their config hash (and resume)."""

@@ -31,6 +31,7 @@ from hospfed.common.datasets import (
 )
 from hospfed.common.errors import ConfigError
 from hospfed.common.model import ACTIVATIONS, ModelSpec
+from hospfed.common.personal import PersonalPlan
 from hospfed.common.schema import DatasetSchema
 from hospfed.common.task import LearningTask, check_task_reads
 from hospfed.common.training import TrainPlan
@@ -39,6 +40,7 @@ from hospfed.server.central_dp import (
     CentralDpSettings,
     read_central_dp,
 )
+from hospfed.server.evaluation import EVALUATION_KEYS, read_evaluation
 from hospfed.server.secagg import SECAGG_KEYS, SecAggSettings, read_secagg
 
 STRATEGIES: tuple[str, ...] = (
@@ -94,6 +96,7 @@ RUN_CONFIG_KEYS: tuple[str, ...] = (
     *SECAGG_KEYS,
     "max-update-norm",
     *CENTRAL_DP_KEYS,
+    *EVALUATION_KEYS,
 )
 """Every key a run config may hold; any other is refused (a typo must not be
 silently ignored)."""
@@ -145,6 +148,10 @@ class RunConfig:
         (with secure aggregation: the aggregate's, which fails the round).
     central_dp : CentralDpSettings or None
         Client-level central DP (:mod:`hospfed.server.central_dp`); None: off.
+    evaluate_on : str
+        The set evaluation rounds score (:data:`~hospfed.common.personal.EVALUATE_ON`).
+    personal : PersonalPlan or None
+        How each hospital adapts the final global model (None: it does not).
 
     """
 
@@ -171,6 +178,8 @@ class RunConfig:
     byzantine_hospitals: int | None = None
     max_update_norm: float | None = None
     central_dp: CentralDpSettings | None = None
+    evaluate_on: str = "test"
+    personal: PersonalPlan | None = None
 
     @classmethod
     def from_mapping(
@@ -226,20 +235,20 @@ class RunConfig:
                 "central DP protects (which hospitals took part, with what "
                 'data); use a task with [standardise] by = "hospital"'
             )
+        train = TrainPlan(
+            learning_rate=get_float(config, "learning-rate", default_lr, positive=True),
+            local_steps=get_int(config, "local-steps", 100, minimum=1),
+            batch_size=get_int(config, "batch-size", 4, minimum=1),
+            optimizer="sgd",
+            proximal_mu=get_float(config, "proximal-mu", mu_default, minimum=0),
+            seed=seed,
+        )
+        evaluate_on, personal = read_evaluation(config, task, train)
         return cls(
             num_rounds=get_int(config, "num-rounds", DEFAULT_ROUNDS, minimum=1),
             strategy=strategy,
             min_hospitals=min_hospitals,
-            train=TrainPlan(
-                learning_rate=get_float(
-                    config, "learning-rate", default_lr, positive=True
-                ),
-                local_steps=get_int(config, "local-steps", 100, minimum=1),
-                batch_size=get_int(config, "batch-size", 4, minimum=1),
-                optimizer="sgd",
-                proximal_mu=get_float(config, "proximal-mu", mu_default, minimum=0),
-                seed=seed,
-            ),
+            train=train,
             server_learning_rate=get_float(
                 config,
                 "server-learning-rate",
@@ -260,6 +269,8 @@ class RunConfig:
             secure_aggregation=secure,
             max_update_norm=max_norm if max_norm > 0 else None,
             central_dp=central,
+            evaluate_on=evaluate_on,
+            personal=personal,
             **_robust_settings(config, strategy, secure=secure is not None),
         )
 

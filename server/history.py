@@ -101,6 +101,13 @@ class RoundRecord:
         With client-level central DP, the round's mechanism (noise
         multiplier, sample rate, clipping norm, noise std, hospitals) and
         the central epsilon after it (:mod:`hospfed.server.central_dp`).
+    split : str
+        The set ``evaluate`` (and ``personalised``) scored: ``"test"`` or
+        ``"validation"`` (the task's held-out share of the training rows).
+    personalised : dict
+        Hospital name to the same metrics as ``evaluate``, of the model the
+        hospital adapted from this round's global model on its own data (a
+        run with ``personalise``; its final round only).
 
     """
 
@@ -110,6 +117,8 @@ class RoundRecord:
     declined: list[Declined] = field(default_factory=list)
     skipped: str | None = None
     central: dict[str, float] | None = None
+    split: str = "test"
+    personalised: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add_training(
         self,
@@ -135,8 +144,15 @@ class RoundRecord:
         return None if self.central is None else self.central.get("epsilon")
 
     def epsilons(self) -> dict[str, float]:
-        """Epsilon spent so far by each private hospital that trained."""
-        return {h: m["epsilon"] for h, m in self.train.items() if "epsilon" in m}
+        """Epsilon spent so far by each private hospital that trained.
+
+        A hospital that personalised under DP in this round counts what its
+        personal training spent too.
+        """
+        spent = {h: m["epsilon"] for h, m in self.train.items() if "epsilon" in m}
+        return spent | {
+            h: m["epsilon"] for h, m in self.personalised.items() if "epsilon" in m
+        }
 
     def max_epsilon(self) -> float | None:
         """The largest epsilon any hospital has spent (None: none private)."""
@@ -144,17 +160,12 @@ class RoundRecord:
         return max(values) if values else None
 
     def add_evaluation(self, hospital: str, score: Evaluation) -> None:
-        """Record one hospital's evaluation on its own test set."""
-        self.evaluate[hospital] = {
-            "accuracy": score.accuracy,
-            "auc": score.auc,
-            "loss": score.loss,
-            "num_examples": float(score.num_examples),
-        }
-        for name in _KIND_ONLY:
-            value = float(getattr(score, name))
-            if not math.isnan(value):
-                self.evaluate[hospital][name] = value
+        """Record one hospital's evaluation of the global model on its own set."""
+        self.evaluate[hospital] = _scores(score)
+
+    def add_personalised(self, hospital: str, score: Evaluation) -> None:
+        """Record one hospital's evaluation of its personalised model."""
+        self.personalised[hospital] = _scores(score)
 
     def kind(self) -> str:
         """The label kind the round's metrics describe (see :data:`KIND_METRICS`)."""
@@ -167,19 +178,19 @@ class RoundRecord:
         extra = tuple(m for m in KIND_METRICS[self.kind()] if m in _KIND_ONLY)
         return SUMMARY_METRICS + extra
 
-    def weighted(self) -> dict[str, float]:
+    def weighted(self, *, personalised: bool = False) -> dict[str, float]:
         """Example-weighted mean of each evaluation metric over hospitals."""
-        return {
-            m: _mean(self.evaluate.values(), m, weighted=True)
-            for m in self._summarised()
-        }
+        rows = (self.personalised if personalised else self.evaluate).values()
+        return {m: _mean(rows, m, weighted=True) for m in self._summarised()}
 
-    def mean(self) -> dict[str, float]:
-        """Unweighted mean of each evaluation metric over hospitals."""
-        return {
-            m: _mean(self.evaluate.values(), m, weighted=False)
-            for m in self._summarised()
-        }
+    def mean(self, *, personalised: bool = False) -> dict[str, float]:
+        """Unweighted mean of each evaluation metric over hospitals.
+
+        ``personalised``: of the hospitals' personalised models (FLamby's
+        metric for them: the mean of local accuracies).
+        """
+        rows = (self.personalised if personalised else self.evaluate).values()
+        return {m: _mean(rows, m, weighted=False) for m in self._summarised()}
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (NaN becomes None).
@@ -192,6 +203,14 @@ class RoundRecord:
             optional["skipped"] = self.skipped
         if self.central is not None:
             optional["central_dp"] = self.central
+        if self.split != "test":
+            optional["split"] = self.split
+        if self.personalised:
+            optional["personalised"] = {
+                "hospitals": self.personalised,
+                "weighted": self.weighted(personalised=True),
+                "mean": self.mean(personalised=True),
+            }
         cleaned: dict[str, Any] = _clean(
             {
                 "round": self.server_round,
@@ -227,9 +246,27 @@ class RoundRecord:
                 ],
                 skipped=None if data.get("skipped") is None else str(data["skipped"]),
                 central=_central(data.get("central_dp")),
+                split=str(data.get("split", "test")),
+                personalised=_metrics_table(
+                    (data.get("personalised") or {}).get("hospitals", {})
+                ),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed round record: {exc!r}") from None
+
+
+def _scores(score: Evaluation) -> dict[str, float]:
+    scores = {
+        "accuracy": score.accuracy,
+        "auc": score.auc,
+        "loss": score.loss,
+        "num_examples": float(score.num_examples),
+    }
+    for name in _KIND_ONLY:
+        value = float(getattr(score, name))
+        if not math.isnan(value):
+            scores[name] = value
+    return scores
 
 
 def _central(data: Any) -> dict[str, float] | None:

@@ -21,8 +21,6 @@ CARD_FILE = "model-card.md"
 _LIMITS = (
     "Metrics are each hospital's own held-out test split, scored by the "
     "hospital; they are not covered by differential privacy.",
-    "There is no validation split: settings chosen by comparing these test "
-    "scores make them optimistic.",
     "The model has seen only these hospitals' patients; it may not transfer "
     "to another case mix, and per-hospital scores differ (see the table).",
     "Differential privacy bounds what the model updates reveal about any one "
@@ -39,6 +37,44 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+_NO_VALIDATION = (
+    "This run held out no validation split: settings chosen by comparing these "
+    "test scores make them optimistic (hospfed-sim tune chooses on validation)."
+)
+_VALIDATION = (
+    "Scored on each hospital's validation rows (held out of its training rows) "
+    "before the last round: choose settings on those; the test rows are read "
+    "only where the results say test."
+)
+
+
+def _limits(run: Mapping[str, Any]) -> tuple[str, ...]:
+    held = run.get("evaluate_on", "test") != "test"
+    return (_VALIDATION if held else _NO_VALIDATION, *_LIMITS)
+
+
+def _personalised(final: Mapping[str, Any], rows: bool) -> list[str]:
+    """The personalised models' table, labelled as such (a run that personalised)."""
+    adapted = final.get("personalised")
+    if not adapted:
+        return []
+    table = {
+        "evaluate": adapted.get("hospitals") or {},
+        "mean": adapted.get("mean"),
+        "weighted": adapted.get("weighted"),
+    }
+    return [
+        "",
+        "### Personalised models (not the federated model)",
+        "",
+        "Each hospital adapted a copy of the final global model on its own "
+        "training rows and scored it on the same rows as above; the personalised "
+        "weights stayed at the hospital.",
+        "",
+        *_scores(table, rows=False),
+    ]
+
+
 def _scores(final: Mapping[str, Any], *, rows: bool = True) -> list[str]:
     evaluate: Mapping[str, Mapping[str, Any]] = final.get("evaluate") or {}
     train: Mapping[str, Mapping[str, Any]] = final.get("train") or {}
@@ -48,7 +84,7 @@ def _scores(final: Mapping[str, Any], *, rows: bool = True) -> list[str]:
         if any(k in row for row in evaluate.values())
     ]
     lines = [
-        "| hospital | training rows | test rows | " + " | ".join(names) + " |",
+        "| hospital | training rows | scored rows | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
     ]
     for hospital in sorted(set(evaluate) | set(train)):
@@ -66,6 +102,22 @@ def _scores(final: Mapping[str, Any], *, rows: bool = True) -> list[str]:
             cells = [_fmt(row.get(k)) for k in names]
             lines.append(f"| *{label}* | | | " + " | ".join(cells) + " |")
     return lines
+
+
+def _personal_line(personal: Mapping[str, Any] | None) -> list[str]:
+    if not personal:
+        return []
+    return [
+        f"- Personalisation after the last round, at each hospital: "
+        f"{personal.get('method')}, {personal.get('local_steps')} steps, learning "
+        f"rate {personal.get('learning_rate')}"
+        + (
+            f", lambda {personal.get('ditto_lambda')}"
+            if personal.get("method") == "ditto"
+            else ""
+        )
+        + " (with DP-SGD under the hospital's budget when it trains privately)."
+    ]
 
 
 def _privacy(run: Mapping[str, Any], privacy: Mapping[str, Any]) -> list[str]:
@@ -199,19 +251,23 @@ def model_card(metrics: Mapping[str, Any]) -> str:
         f"- Each round at each hospital: {train.get('local_steps')} local steps of "
         f"{train.get('optimizer')}, batch {train.get('batch_size')}, learning rate "
         f"{train.get('learning_rate')}.",
+        *_personal_line(run.get("personal")),
         "",
         "## Privacy",
         "",
         *_privacy(run, metrics.get("privacy") or {}),
         "",
-        "## Results (last completed round)",
+        f"## Results (last completed round, each hospital's "
+        f"{(metrics.get('final') or {}).get('split', 'test')} rows)",
         "",
     ]
     final = metrics.get("final")
     counted = not (metrics.get("privacy") or {}).get("central")
     lines += _scores(final, rows=counted) if final else ["No round completed."]
+    lines += _personalised(final or {}, counted)
     lines += ["", *_audit_section(sorted((final or {}).get("evaluate") or {}))]
-    lines += ["", "## Known limits", "", *(f"- {limit}" for limit in _LIMITS), ""]
+    limits = _limits(run)
+    lines += ["", "## Known limits", "", *(f"- {limit}" for limit in limits), ""]
     versions = run.get("versions") or {}
     if versions:
         lines += [

@@ -50,6 +50,11 @@ from flwr.server.strategy import (
 from hospfed.common.errors import ConfigError, RoundFailedError
 from hospfed.common.metrics import Evaluation
 from hospfed.common.model import Weights
+from hospfed.common.personal import (
+    PERSONAL_PREFIX,
+    evaluation_instructions,
+    split_of_round,
+)
 from hospfed.common.protocol import Key, encode_instructions
 from hospfed.common.scaling import Scaling
 from hospfed.server.config import STRATEGIES, RunConfig
@@ -101,6 +106,12 @@ def build_strategy(
             scaling=scaling(),
         )
 
+    def evaluation(server_round: int) -> dict[str, Scalar]:
+        last = server_round >= config.num_rounds
+        split = split_of_round(config.evaluate_on, server_round, config.num_rounds)
+        personal = config.personal if last else None
+        return instructions(server_round) | evaluation_instructions(split, personal)
+
     common: dict[str, Any] = {
         "fraction_fit": config.fraction_fit,
         "fraction_evaluate": config.fraction_evaluate,
@@ -108,7 +119,7 @@ def build_strategy(
         "min_evaluate_clients": config.min_hospitals,
         "min_available_clients": config.min_hospitals,
         "on_fit_config_fn": instructions,
-        "on_evaluate_config_fn": instructions,
+        "on_evaluate_config_fn": evaluation,
         "initial_parameters": ndarrays_to_parameters(initial),
         "accept_failures": True,
         "fit_metrics_aggregation_fn": _weighted_train_loss,
@@ -193,6 +204,8 @@ class RoundGuard(Strategy):
     rules : UpdateRules, optional
         What every update (or, with secure aggregation, the aggregate) must
         satisfy; None checks nothing.
+    evaluate_on : str
+        The run's ``evaluate-on``: which set each round's scores are of.
     seed : int, optional
         The run's seed: Flower samples hospitals (``fraction-fit`` below 1)
         and orders SecAgg+ neighbours with Python's ``random``, which is
@@ -216,9 +229,11 @@ class RoundGuard(Strategy):
         on_round_complete: Callable[[int, Weights], None] | None = None,
         rules: UpdateRules | None = None,
         seed: int | None = None,
+        evaluate_on: str = "test",
     ) -> None:
         super().__init__()
         self.seed = seed
+        self.evaluate_on = evaluate_on
         self.strategy = strategy
         self.min_results = min_results
         self.num_rounds = num_rounds
@@ -347,17 +362,18 @@ class RoundGuard(Strategy):
             self._learn(proxy, res.metrics)
         self._resolve_names()
         self._check(server_round, "evaluate", len(results), self._labels(failures))
+        record.split = split_of_round(self.evaluate_on, server_round, self.num_rounds)
         for proxy, res in sorted(results, key=lambda r: _hospital(*r)):
-            score = Evaluation(
-                loss=float(res.loss),
-                accuracy=_metric(res.metrics, Key.ACCURACY),
-                auc=_metric(res.metrics, Key.AUC),
-                macro_f1=_metric(res.metrics, Key.MACRO_F1),
-                rmse=_metric(res.metrics, Key.RMSE),
-                mae=_metric(res.metrics, Key.MAE),
-                num_examples=res.num_examples,
-            )
-            record.add_evaluation(_hospital(proxy, res), score)
+            name = _hospital(proxy, res)
+            record.add_evaluation(name, _score(res, float(res.loss), ""))
+            personal_loss = res.metrics.get(PERSONAL_PREFIX + Key.LOSS)
+            if personal_loss is not None:
+                record.add_personalised(
+                    name, _score(res, float(personal_loss), PERSONAL_PREFIX)
+                )
+                if Key.EPSILON in res.metrics:  # its personal DP-SGD's spending
+                    spent = float(res.metrics[Key.EPSILON])  # type: ignore[arg-type]
+                    record.personalised[name]["epsilon"] = spent
         loss, _ = self.strategy.aggregate_evaluate(server_round, results, failures)
         summary = record.weighted()
         log(
@@ -513,6 +529,20 @@ def _unique(failures: list[Any]) -> list[Any]:
             seen.add(key)
             unique.append(failure)
     return unique
+
+
+def _score(res: EvaluateRes, loss: float, prefix: str) -> Evaluation:
+    """A hospital's scores (``prefix``: of its personalised model) as reported."""
+    metrics = res.metrics
+    return Evaluation(
+        loss=loss,
+        accuracy=_metric(metrics, prefix + Key.ACCURACY),
+        auc=_metric(metrics, prefix + Key.AUC),
+        macro_f1=_metric(metrics, prefix + Key.MACRO_F1),
+        rmse=_metric(metrics, prefix + Key.RMSE),
+        mae=_metric(metrics, prefix + Key.MAE),
+        num_examples=res.num_examples,
+    )
 
 
 def _metric(metrics: dict[str, Scalar], key: str) -> float:

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -44,7 +44,15 @@ from hospfed.simulations.flags import (
     CentralNoiseFlag,
     ClipLrFlag,
     CountStddevFlag,
+    DittoLambdaFlag,
+    EvaluateOnFlag,
+    PersonaliseFlag,
+    PersonalLrFlag,
+    PersonalStepsFlag,
     QuantileFlag,
+    ServerLrFlag,
+    ValidationFractionFlag,
+    ValidationSeedFlag,
 )
 from hospfed.simulations.heart import (
     POOLED_EPOCHS,
@@ -59,6 +67,7 @@ from hospfed.simulations.options import HeartPlan, explicit_flags, plan_heart
 from hospfed.simulations.progress import LISTED_HOSPITALS, RoundProgress
 from hospfed.simulations.run_cli import run_command
 from hospfed.simulations.signals import SignalStop, signal_name
+from hospfed.simulations.tune_cli import tune_command
 from hospfed.simulations.workspace import Workspace
 
 PROG = "hospfed-sim"
@@ -146,6 +155,18 @@ def heart(
     target_clipped_quantile: QuantileFlag = None,
     clip_norm_lr: ClipLrFlag = None,
     clipped_count_stddev: CountStddevFlag = None,
+    validation_fraction: ValidationFractionFlag = None,
+    validation_seed: ValidationSeedFlag = None,
+    evaluate_on: EvaluateOnFlag = None,
+    personalise: PersonaliseFlag = None,
+    personal_learning_rate: PersonalLrFlag = None,
+    personal_steps: PersonalStepsFlag = None,
+    ditto_lambda: DittoLambdaFlag = None,
+    server_learning_rate: ServerLrFlag = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(help="Client learning rate [default: the strategy's]."),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option(help="Show Flower's and Ray's logs.")
     ] = False,
@@ -386,26 +407,54 @@ def _summary(
 def _final_table(final: RoundRecord, title: str) -> Table:
     """Every hospital's final scores (the label kind's metrics) and their means.
 
-    Above :data:`LISTED_HOSPITALS` hospitals only the means (every hospital's
+    The set scored is named (test, or the validation rows held out of the
+    training rows). With personalisation each metric has two columns: the
+    global model's and, labelled ``personalised``, the model each hospital
+    adapted on its own data, scored on the same rows. Above
+    :data:`LISTED_HOSPITALS` hospitals only the means (every hospital's
     scores are in metrics.json).
     """
-    metrics = KIND_METRICS[final.kind()]
-    table = Table(title=f"{title}: final local test metrics")
-    for column in ("hospital", "test rows", *(METRIC_LABELS[m] for m in metrics)):
+    personal = bool(final.personalised)
+    metrics = KIND_METRICS[final.kind()][: 2 if personal else 3]  # fits 80 columns
+    table = Table(title=f"{title}: final local {final.split} metrics")
+    columns = ["hospital", "rows"]
+    for m in metrics:
+        label = METRIC_LABELS[m]
+        columns += [label, f"personalised {label}"] if personal else [label]
+    for column in columns:
         table.add_column(column, justify="right" if column != "hospital" else "left")
     rows = sorted(final.evaluate.items(), key=_hospital_order)
     if len(rows) > LISTED_HOSPITALS:
         table.caption = f"{len(rows)} hospitals: each one's scores are in metrics.json"
         rows = []
     for hospital, scores in rows:
+        adapted = final.personalised.get(hospital, {})
         table.add_row(
             hospital,
             f"{scores['num_examples']:.0f}",
-            *(f"{scores.get(m, math.nan):.3f}" for m in metrics),
+            *_cells(metrics, scores, adapted if personal else None),
         )
-    for label, summary in (("mean", final.mean()), ("weighted", final.weighted())):
-        table.add_row(label, "", *(f"{summary[m]:.3f}" for m in metrics))
+    for label, summary, adapted_summary in (
+        ("mean", final.mean(), final.mean(personalised=True)),
+        ("weighted", final.weighted(), final.weighted(personalised=True)),
+    ):
+        table.add_row(
+            label, "", *_cells(metrics, summary, adapted_summary if personal else None)
+        )
     return table
+
+
+def _cells(
+    metrics: Sequence[str],
+    scores: Mapping[str, float],
+    adapted: Mapping[str, float] | None,
+) -> list[str]:
+    cells = []
+    for m in metrics:
+        cells.append(f"{scores.get(m, math.nan):.3f}")
+        if adapted is not None:
+            cells.append(f"{adapted.get(m, math.nan):.3f}")
+    return cells
 
 
 def _hospital_order(item: tuple[str, object]) -> tuple[int, str]:
@@ -414,6 +463,7 @@ def _hospital_order(item: tuple[str, object]) -> tuple[int, str]:
 
 
 app.command("run")(run_command)
+app.command("tune")(tune_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,8 +24,9 @@ naming the problem and the fix:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,11 @@ import typer
 from click.core import ParameterSource
 
 from hospfed.client.privacy import PrivacySettings
+from hospfed.common.datasets import FED_HEART_TASK
 from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.errors import ConfigError, DataError
 from hospfed.common.files import check_output_dir
+from hospfed.common.task import LearningTask
 from hospfed.server.checkpoint import (
     CHECKPOINT_FILE,
     Checkpoint,
@@ -44,6 +47,7 @@ from hospfed.server.checkpoint import (
     run_identity,
 )
 from hospfed.server.config import RunConfig
+from hospfed.simulations.flags import EVALUATION_FLAGS
 from hospfed.simulations.heart import hospital_backends
 
 __all__ = ["HeartPlan", "plan_heart", "simulation_settings"]
@@ -72,6 +76,11 @@ NOT_POOLED = (
     "verbose",
     "central_dp",
     *CENTRAL_FLAGS,
+    *EVALUATION_FLAGS,
+    "validation_fraction",
+    "validation_seed",
+    "server_learning_rate",
+    "learning_rate",
 )
 """Flags that have no effect with ``--pooled``."""
 POOLED_ONLY = ("epochs",)
@@ -252,7 +261,9 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
             "out-dir": str(out),
             "secure-aggregation": secure,
             **central_keys(values),
-        }
+            **evaluation_keys(values),
+        },
+        task=validation_task(FED_HEART_TASK, values),
     )
     check_output_dir(out)
     if pooled:
@@ -269,7 +280,7 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
             epsilon=values["epsilon"],
             delta=values["delta"],
             clip_norm=values["clip_norm"],
-            planned_rounds=max(1, config.num_rounds - done),
+            planned_rounds=dp_rounds(config, max(1, config.num_rounds - done)),
         )
     state_dir = None
     if values["state_dir"] is not None:
@@ -290,6 +301,54 @@ def plan_heart(values: Mapping[str, Any], explicit: set[str]) -> HeartPlan:
     else:
         _check_resume(plan, resume)
     return plan
+
+
+def evaluation_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-config keys of the evaluation and personalisation flags given."""
+    keys = {
+        name.replace("_", "-"): values[name]
+        for name in EVALUATION_FLAGS
+        if values.get(name) is not None
+    }
+    if values.get("server_learning_rate") is not None:
+        keys["server-learning-rate"] = values["server_learning_rate"]
+    if values.get("learning_rate") is not None:
+        keys["learning-rate"] = values["learning_rate"]
+    return keys
+
+
+def validation_task(task: LearningTask, values: Mapping[str, Any]) -> LearningTask:
+    """``task`` with the validation split the flags ask for (if any).
+
+    Raises
+    ------
+    ConfigError
+        For ``--validation-seed`` without ``--validation-fraction``, or a
+        fraction outside (0, 1).
+
+    """
+    fraction, seed = values.get("validation_fraction"), values.get("validation_seed")
+    if fraction is None:
+        if seed is not None:
+            raise ConfigError(
+                "--validation-seed has no effect without --validation-fraction"
+            )
+        return task
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--validation-fraction must be in (0, 1), got {fraction}")
+    split = replace(task.split, validation_fraction=fraction, validation_seed=seed or 0)
+    return replace(task, split=split)
+
+
+def dp_rounds(config: RunConfig, rounds: int) -> int:
+    """Rounds a DP budget must last: ``rounds``, plus personal training's share.
+
+    Personal training runs DP-SGD with the rounds' noise; the noise is
+    derived for whole rounds, so its steps count as the rounds they fill.
+    """
+    if config.personal is None:
+        return rounds
+    return rounds + math.ceil(config.personal.local_steps / config.train.local_steps)
 
 
 def central_keys(values: Mapping[str, Any]) -> dict[str, Any]:

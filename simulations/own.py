@@ -42,8 +42,11 @@ from hospfed.simulations.options import (
     PRIVATE_ONLY,
     HeartPlan,
     central_keys,
+    dp_rounds,
+    evaluation_keys,
     flag,
     privacy_targets,
+    validation_task,
 )
 from hospfed.simulations.sites import (
     SiteFile,
@@ -221,7 +224,7 @@ def plan_run(values: Mapping[str, Any], explicit: set[str]) -> OwnPlan:
                 raise ConfigError(f"{flag(name)} has no effect without --epsilon")
     way = _way(values)
     _refuse_foreign(way, values, explicit)
-    task = resolve_task(str(values["task"]))
+    task = validation_task(resolve_task(str(values["task"])), values)
     if task.standardise == "federation" and values["epsilon"] is not None:
         raise ConfigError(
             f"task {task.name!r} standardises by federation: each hospital would "
@@ -250,7 +253,7 @@ def plan_run(values: Mapping[str, Any], explicit: set[str]) -> OwnPlan:
             epsilon=values["epsilon"],
             delta=values["delta"],
             clip_norm=values["clip_norm"],
-            planned_rounds=config.num_rounds,
+            planned_rounds=dp_rounds(config, config.num_rounds),
         )
     settings = {
         "scenario": "own-data",
@@ -320,12 +323,8 @@ def _config(
             "out-dir": str(out),
             "secure-aggregation": secure,
             **(_secagg_sizes(sampled) if secure else {}),
-            **(
-                {}
-                if values["learning_rate"] is None
-                else {"learning-rate": float(values["learning_rate"])}
-            ),
             **central_keys(values),
+            **evaluation_keys(values),
             "fraction-fit": fraction,
             "fraction-evaluate": fraction,
         },

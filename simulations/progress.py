@@ -104,13 +104,17 @@ def round_summary(record: RoundRecord, num_rounds: int) -> str:
     """
     head, second = KIND_METRICS[record.kind()][:2]
     mean, weighted = record.mean(), record.weighted()
-    return (
-        f"round {record.server_round:>3}/{num_rounds}  {METRIC_LABELS[head]}: "
+    where = "" if record.split == "test" else f"{record.split} "
+    line = (
+        f"round {record.server_round:>3}/{num_rounds}  {where}{METRIC_LABELS[head]}: "
         + _each({h: m.get(head, math.nan) for h, m in record.evaluate.items()})
         + f"  | mean {_fmt(mean[head])}"
         + f"  weighted {_fmt(weighted[head])}"
         + f"  weighted {METRIC_LABELS[second]} {_fmt(weighted[second])}"
     )
+    if record.personalised:
+        line += f"  | personalised mean {_fmt(record.mean(personalised=True)[head])}"
+    return line
 
 
 LISTED_HOSPITALS = 10

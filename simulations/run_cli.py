@@ -32,7 +32,15 @@ from hospfed.simulations.flags import (
     CentralNoiseFlag,
     ClipLrFlag,
     CountStddevFlag,
+    DittoLambdaFlag,
+    EvaluateOnFlag,
+    PersonaliseFlag,
+    PersonalLrFlag,
+    PersonalStepsFlag,
     QuantileFlag,
+    ServerLrFlag,
+    ValidationFractionFlag,
+    ValidationSeedFlag,
 )
 from hospfed.simulations.heart import POOLED_EPOCHS, PreparedSite, heart_nodes
 from hospfed.simulations.options import explicit_flags
@@ -153,6 +161,14 @@ def run_command(
     target_clipped_quantile: QuantileFlag = None,
     clip_norm_lr: ClipLrFlag = None,
     clipped_count_stddev: CountStddevFlag = None,
+    validation_fraction: ValidationFractionFlag = None,
+    validation_seed: ValidationSeedFlag = None,
+    evaluate_on: EvaluateOnFlag = None,
+    personalise: PersonaliseFlag = None,
+    personal_learning_rate: PersonalLrFlag = None,
+    personal_steps: PersonalStepsFlag = None,
+    ditto_lambda: DittoLambdaFlag = None,
+    server_learning_rate: ServerLrFlag = None,
     pooled: Annotated[
         bool, typer.Option("--pooled", help="Train centrally on the pooled data.")
     ] = False,

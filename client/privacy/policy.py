@@ -77,9 +77,19 @@ class HospitalPrivacy:
         )
 
     def authorise(
-        self, plan: TrainPlan, *, num_examples: int, run: str, server_round: int
+        self,
+        plan: TrainPlan,
+        *,
+        num_examples: int,
+        run: str,
+        server_round: int,
+        noise_steps: int | None = None,
     ) -> PrivateRound:
         """Reserve this round's spending in the ledger, or refuse it.
+
+        ``noise_steps``: derive the noise as for rounds of this many local
+        steps (a personalisation's steps differ from the run's rounds, and
+        run with the noise the run's rounds run with).
 
         Reading the ledger, deriving the noise, checking the budget and
         recording the round happen under the ledger's lock, as one step: two
@@ -97,7 +107,7 @@ class HospitalPrivacy:
         with ledger_lock(self.state_dir):
             ledger = self.ledger()
             noise = self.noise_multiplier(
-                sample_rate, plan.local_steps, ledger=ledger, run=run
+                sample_rate, noise_steps or plan.local_steps, ledger=ledger, run=run
             )
             mechanism = DpMechanism(
                 noise_multiplier=noise, sample_rate=sample_rate, steps=plan.local_steps

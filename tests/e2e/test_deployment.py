@@ -198,6 +198,7 @@ def test_a_run_completes_over_tls_with_node_auth_secagg_and_dp(consortium):
         "min-hospitals=2",
         "secure-aggregation=true",
         "local-steps=10",
+        "personalise=finetune",
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -214,6 +215,9 @@ def test_a_run_completes_over_tls_with_node_auth_secagg_and_dp(consortium):
     assert set(metrics["privacy"]["epsilon"]) == set(HOSPITALS)
     assert 0 < metrics["privacy"]["max_epsilon"] <= 8
     assert (out / "model.npz").exists()
+    adapted = metrics["final"]["personalised"]["hospitals"]  # in each warm worker
+    assert adapted and set(adapted) <= set(HOSPITALS)
+    assert all(0 <= h["accuracy"] <= 1 and "epsilon" in h for h in adapted.values())
     for name in HOSPITALS:  # what each hospital's policy let out: arrays, scalars
         log = consortium.site(name) / "state" / "audit.jsonl"
         entries = [json.loads(line) for line in log.read_text().splitlines()]
