@@ -37,13 +37,14 @@ from hospfed.server.checkpoint import (
     run_identity,
 )
 from hospfed.server.config import RunConfig
+from hospfed.server.factory import build_strategy
 from hospfed.server.history import RoundObserver, RunHistory
 from hospfed.server.recorder import RunRecorder
 from hospfed.server.replies import ReplyLog
 from hospfed.server.scaling_query import query_scaling
 from hospfed.server.secagg import GuardedSecAggPlusWorkflow, StageListener
 from hospfed.server.stop import RunInterruptedError, StopRequest
-from hospfed.server.strategy import RoundGuard, build_strategy
+from hospfed.server.strategy import RoundGuard
 from hospfed.server.validation import UpdateRules
 
 

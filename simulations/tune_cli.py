@@ -16,17 +16,14 @@ import json
 import math
 import os
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import tomli_w
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from hospfed.client.privacy import PrivacySettings
 from hospfed.common.datasets import FED_HEART_TASK, resolve_schema, resolve_task
@@ -48,7 +45,6 @@ from hospfed.simulations.options import explicit_flags, flag
 from hospfed.simulations.signals import SignalStop, signal_name
 from hospfed.simulations.sites import SiteFile, parse_sites, prepare_own_sites
 from hospfed.simulations.tune import (
-    Candidate,
     Trial,
     TuneSetup,
     candidates,
@@ -60,6 +56,12 @@ from hospfed.simulations.tune import (
     score,
     summarise,
     with_validation,
+)
+from hospfed.simulations.tune_report import (
+    final_scores,
+    report_table,
+    tune_report,
+    write_chosen,
 )
 from hospfed.simulations.workspace import Workspace
 
@@ -366,7 +368,7 @@ def _search(
 
     def write(status: str, chosen: int | None = None) -> None:
         report.clear()
-        report.update(_report(setup, grid, trials, finals, status, chosen))
+        report.update(tune_report(setup, grid, trials, finals, status, chosen))
         atomic_write(out_dir / "tune.json", json.dumps(report, indent=2).encode())
 
     console.print(
@@ -428,7 +430,7 @@ def _search(
             )
             final = result.history.final()
             assert final is not None and final.split == "test"
-            finals.append(_final_scores(final, seed, metric, run_dir))
+            finals.append(final_scores(final, seed, metric, run_dir))
             console.print(
                 f"chosen settings, seed {seed}: test {label} "
                 f"{finals[-1]['global']:.4f}"
@@ -444,8 +446,8 @@ def _search(
         write("interrupted")
         return report
     write("complete", chosen)
-    _write_chosen(out_dir, setup, grid[chosen])
-    console.print(_table(report, label))
+    write_chosen(out_dir, setup, grid[chosen])
+    console.print(report_table(report, label))
     console.print(f"results: {out_dir}", highlight=False, soft_wrap=True)
     return report
 
@@ -456,98 +458,3 @@ def _checked(result: RunResult) -> RunResult:
     if result.error is not None:
         raise HospfedError(f"a tuning run failed: {result.error}")
     return result
-
-
-def _final_scores(final: Any, seed: int, metric: str, run_dir: Path) -> dict[str, Any]:
-    personalised = final.mean(personalised=True).get(metric, math.nan)
-    return {
-        "seed": seed,
-        "global": final.mean()[metric],
-        "personalised": None if math.isnan(personalised) else personalised,
-        "hospitals": {
-            h: {
-                "global": scores.get(metric),
-                "personalised": final.personalised.get(h, {}).get(metric),
-            }
-            for h, scores in sorted(final.evaluate.items())
-        },
-        "results": str(run_dir),
-    }
-
-
-def _report(
-    setup: TuneSetup,
-    grid: Sequence[Candidate],
-    trials: Sequence[Trial],
-    finals: Sequence[dict[str, Any]],
-    status: str,
-    chosen: int | None,
-) -> dict[str, Any]:
-    split = setup.task.split
-    test: dict[str, Any] | None = None
-    if finals:
-        test = {"seeds": list(finals)}
-        for kind in ("global", "personalised"):
-            values = [f[kind] for f in finals if f[kind] is not None]
-            if values:
-                test[kind] = {
-                    "mean": statistics.fmean(values),
-                    "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
-                }
-    return {
-        "format": "hospfed-tune",
-        "format-version": 1,
-        "status": status,
-        "chosen_on": {
-            "split": "validation",
-            "validation_fraction": split.validation_fraction,
-            "validation_seed": split.validation_seed,
-            "metric": f"mean over hospitals of local validation {setup.metric}"
-            + (" (personalised models)" if setup.objective == "personalised" else ""),
-            "seeds": list(setup.seeds),
-        },
-        "fixed": setup.base,
-        "privacy": None
-        if setup.privacy is None
-        else {"epsilon": setup.privacy.epsilon, "delta": setup.privacy.delta},
-        "candidates": summarise(setup, grid, trials),
-        "chosen": None if chosen is None else grid[chosen].settings,
-        "test": test,
-        "test_note": "each hospital's test set read once per seed, in the final "
-        "round of the chosen settings' run; personalised numbers are of the "
-        "models each hospital adapted on its own training rows",
-    }
-
-
-def _write_chosen(out_dir: Path, setup: TuneSetup, chosen: Candidate) -> None:
-    keys = {k: v for k, v in setup.base.items() if v not in (None, "")}
-    keys |= {k: v for k, v in chosen.settings.items() if k != "clip-norm"}
-    header = (
-        f"# chosen by hospfed-sim tune on validation {setup.metric} "
-        f"(seeds {', '.join(map(str, setup.seeds))}); run-config keys\n"
-    )
-    if "clip-norm" in chosen.settings:
-        header += f"# each hospital's clip-norm: {chosen.settings['clip-norm']:g}\n"
-    atomic_write(out_dir / "chosen.toml", (header + tomli_w.dumps(keys)).encode())
-
-
-def _table(report: dict[str, Any], label: str) -> Table:
-    table = Table(title=f"validation {label} (mean over hospitals), per candidate")
-    for column in ("candidate", "mean", "std", "chosen"):
-        table.add_column(column)
-    for row in report["candidates"]:
-        settings = " ".join(f"{k}={v:g}" for k, v in row["settings"].items())
-        table.add_row(
-            settings,
-            f"{row['mean']:.4f}",
-            f"{row['std']:.4f}",
-            "*" if row["settings"] == report["chosen"] else "",
-        )
-    test = report["test"] or {}
-    for kind in ("global", "personalised"):
-        if kind in test:
-            table.caption = (table.caption or "") + (
-                f"  test {label}, {kind}: {test[kind]['mean']:.4f} +- "
-                f"{test[kind]['std']:.4f}"
-            )
-    return table

@@ -19,8 +19,8 @@ from hospfed.server.central_dp import (
     central_summary,
 )
 from hospfed.server.config import RunConfig
+from hospfed.server.factory import build_strategy
 from hospfed.server.history import RoundRecord, RunHistory
-from hospfed.server.strategy import build_strategy
 from tests.server.test_strategy import fit_res
 
 FIXED = {"central-dp": "fixed", "secure-aggregation": "false"}

@@ -19,8 +19,9 @@ from hospfed.common.personal import (
 )
 from hospfed.common.protocol import METRIC_WHITELIST
 from hospfed.server.config import RunConfig
+from hospfed.server.factory import build_strategy
 from hospfed.server.history import RoundRecord, RunHistory
-from hospfed.server.strategy import RoundGuard, build_strategy
+from hospfed.server.strategy import RoundGuard
 
 HELD = replace(
     FED_HEART_TASK, split=replace(FED_HEART_TASK.split, validation_fraction=0.2)

@@ -9,9 +9,10 @@ from flwr.common import Code, EvaluateRes, FitRes, Status, ndarrays_to_parameter
 from hospfed.common.model import initial_weights
 from hospfed.server.checkpoint import load_checkpoint, run_identity
 from hospfed.server.config import RunConfig
+from hospfed.server.factory import build_strategy
 from hospfed.server.history import RunHistory
 from hospfed.server.recorder import RunRecorder
-from hospfed.server.strategy import RoundGuard, build_strategy
+from hospfed.server.strategy import RoundGuard
 
 OK = Status(Code.OK, "")
 SETTINGS = {"backend": "keras", "privacy": None}

@@ -8,7 +8,7 @@ from flwr.server.strategy import FedMedian, FedTrimmedAvg, Krum
 from hospfed.common.errors import ConfigError
 from hospfed.common.model import initial_weights
 from hospfed.server.config import RunConfig
-from hospfed.server.strategy import build_strategy
+from hospfed.server.factory import build_strategy
 from tests.server.test_strategy import fit_res, proxy
 
 OFF = {"secure-aggregation": "false"}

@@ -13,10 +13,11 @@ from hospfed.common.errors import ConfigError, RoundFailedError
 from hospfed.common.model import initial_weights
 from hospfed.server.checkpoint import config_hash, run_identity
 from hospfed.server.config import RUN_CONFIG_KEYS, RunConfig
+from hospfed.server.factory import build_strategy
 from hospfed.server.history import RoundRecord, RunHistory
 from hospfed.server.results import describe_run
 from hospfed.server.secagg import GuardedSecAggPlusWorkflow, halt_reason
-from hospfed.server.strategy import RoundGuard, build_strategy
+from hospfed.server.strategy import RoundGuard
 from hospfed.server.validation import UpdateRules
 from tests.server.test_strategy import fit_res, proxy
 

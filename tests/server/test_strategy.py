@@ -17,8 +17,9 @@ from flwr.server.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 from hospfed.common.errors import RoundFailedError
 from hospfed.common.model import initial_weights
 from hospfed.server.config import RunConfig
+from hospfed.server.factory import build_strategy
 from hospfed.server.history import RunHistory
-from hospfed.server.strategy import RoundGuard, build_strategy
+from hospfed.server.strategy import RoundGuard
 
 OK = Status(Code.OK, "")
 

@@ -7,8 +7,9 @@ from flwr.common import parameters_to_ndarrays
 from hospfed.common.errors import RoundFailedError
 from hospfed.common.model import initial_weights
 from hospfed.server.config import RunConfig
+from hospfed.server.factory import build_strategy
 from hospfed.server.history import RunHistory
-from hospfed.server.strategy import RoundGuard, build_strategy
+from hospfed.server.strategy import RoundGuard
 from hospfed.server.validation import UpdateRules, update_norm, update_problem
 from tests.server.test_strategy import fit_res, proxy
 
