@@ -172,6 +172,7 @@ def tune_command(
     setup, make_sites = _plan(ctx.params, explicit_flags(ctx))
     out_dir = Path(out or Path("results") / f"tune-{strategy}")
     check_output_dir(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
     stop = StopRequest()
 

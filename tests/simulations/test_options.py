@@ -242,3 +242,40 @@ def test_an_interrupted_run_of_a_command_without_resume_does_not_offer_it(tmp_pa
     assert "--resume" not in _kept(own, 3)
     assert "does not resume: start it again" in _kept(own, 3)
     assert not own.resumable
+
+
+def test_validation_and_personalisation_flags_reach_the_run(tmp_path):
+    heart = plan(
+        out=tmp_path / "r",
+        validation_fraction=0.25,
+        validation_seed=3,
+        evaluate_on="validation-then-test",
+        personalise="ditto",
+        personal_steps=150,
+        ditto_lambda=0.5,
+        server_learning_rate=0.05,
+        epsilon=1.0,
+        local_steps=100,
+    )
+    config = heart.config
+    assert config.task.split.validation_fraction == 0.25
+    assert config.task.split.validation_seed == 3
+    assert config.evaluate_on == "validation-then-test"
+    assert config.personal.method == "ditto" and config.personal.local_steps == 150
+    assert config.server_learning_rate == 0.05
+    # the budget covers 15 rounds plus the personal steps, in whole rounds
+    assert heart.privacy.planned_rounds == 17
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"validation_seed": 2}, "--validation-seed has no effect"),
+        ({"validation_fraction": 1.0}, "must be in \\(0, 1\\)"),
+        ({"evaluate_on": "validation"}, "holds none out"),
+        ({"pooled": True, "personalise": "finetune"}, "--personalise has no effect"),
+    ],
+)
+def test_evaluation_flags_that_cannot_work_are_refused(tmp_path, given, message):
+    with pytest.raises(ConfigError, match=message):
+        plan(out=tmp_path / "r", **given)

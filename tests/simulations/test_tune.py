@@ -167,3 +167,27 @@ def test_candidate_runs_score_validation_and_carry_the_candidate(tmp_path):
 def test_with_validation_refuses_a_fraction_outside_0_1():
     with pytest.raises(ConfigError, match="validation-fraction"):
         with_validation(FED_HEART_TASK, 1.0, 0)
+
+
+def test_sigterm_stops_tuning_with_143_and_keeps_what_was_measured(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "tune"
+    exe = Path(sys.executable).with_name("hospfed-sim")
+    process = subprocess.Popen(
+        [str(exe), "tune", "--seeds", "0", "--rounds", "1", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()  # printed once the handlers are in place
+    assert first.startswith("tuning fedyogi: 3 candidates")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("hospfed-sim: interrupted")
+    assert json.loads((out / "tune.json").read_text())["status"] == "interrupted"
