@@ -42,10 +42,12 @@ from hospfed.client.options import (
     key_source,
 )
 from hospfed.client.predict import (
+    RunModel,
     check_model_fits,
     evaluate_at_hospital,
     load_run_model,
     predict_rows,
+    run_task,
     write_predictions,
 )
 from hospfed.client.prepare import DEFAULT_MIN_ROWS, prepare_export
@@ -65,6 +67,7 @@ from hospfed.common.datasets import (
 from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.datasets.heart_export import hospital_raw_export, write_raw_export
 from hospfed.common.errors import DataError, HospfedError, raised_where
+from hospfed.common.task import LearningTask
 
 PROG = "hospfed-client"
 app = make_app("The hospital side of hospfed: runs next to the hospital's data.")
@@ -257,8 +260,11 @@ ModelOption = Annotated[
     ),
 ]
 TaskOption = Annotated[
-    str,
-    typer.Option(help="The learning task the run trained (built-in name or file)."),
+    str | None,
+    typer.Option(
+        help="The learning task the run trained (built-in name or file) "
+        "[default: the task the run recorded in its metrics.json]."
+    ),
 ]
 
 
@@ -268,14 +274,14 @@ def evaluate(
     model: ModelOption,
     key: KeyOption = None,
     passphrase_env: PassphraseOption = None,
-    task: TaskOption = FED_HEART_TASK.name,
+    task: TaskOption = None,
 ) -> None:
     """Score a run's model on this hospital's own test split (metrics only)."""
     run_model = load_run_model(model)
     with no_patient_values("evaluate"):
         prepared = open_prepared(dataset, key_source(key, passphrase_env))
         result = evaluate_at_hospital(
-            run_model, prepared, resolve_task(task), dataset.stem
+            run_model, prepared, _task(run_model, task), dataset.stem
         )
     table = Table(title=f"{dataset.stem}: the run's model on this hospital's test set")
     table.add_column("metric")
@@ -297,14 +303,14 @@ def predict(
     out: Annotated[Path, typer.Option(help="Predictions CSV to write (mode 0600).")],
     key: KeyOption = None,
     passphrase_env: PassphraseOption = None,
-    task: TaskOption = FED_HEART_TASK.name,
+    task: TaskOption = None,
 ) -> None:
     """Apply a run's model to every complete row, keyed by pseudonym."""
     run_model = load_run_model(model)
     with no_patient_values("predict"):
         prepared = open_prepared(dataset, key_source(key, passphrase_env))
         table, left_out = predict_rows(
-            run_model, prepared, resolve_task(task), dataset.stem
+            run_model, prepared, _task(run_model, task), dataset.stem
         )
     write_predictions(table, out)
     print(
@@ -319,7 +325,7 @@ def privacy_check(
     model: ModelOption,
     key: KeyOption = None,
     passphrase_env: PassphraseOption = None,
-    task: TaskOption = FED_HEART_TASK.name,
+    task: TaskOption = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Also write the result as JSON here (mode 0600)."),
@@ -331,7 +337,7 @@ def privacy_check(
     from hospfed.client.membership import membership_audit, write_audit
 
     run_model = load_run_model(model)
-    learning_task = resolve_task(task)
+    learning_task = _task(run_model, task)
     with no_patient_values("privacy-check"):
         prepared = open_prepared(dataset, key_source(key, passphrase_env))
         check_model_fits(run_model, learning_task)
@@ -359,6 +365,11 @@ def privacy_check(
     if out is not None:
         write_audit(audit, out)
         print(f"written to {out}")
+
+
+def _task(model: RunModel, task: str | None) -> LearningTask:
+    """``--task`` if given, else the task the run recorded."""
+    return run_task(model, None if task is None else resolve_task(task))
 
 
 def _interval(bounds: tuple[float, float]) -> str:

@@ -38,6 +38,7 @@ from hospfed.common.training import TrainPlan
 __all__ = [
     "PERSONALISE_METHODS",
     "PersonalPlan",
+    "hidden_activations",
     "personal_train_plan",
     "personalise",
     "representation",
@@ -97,6 +98,15 @@ def representation(spec: ModelSpec, weights: Weights, x: np.ndarray) -> np.ndarr
     _check_inputs(spec, x)
     if not spec.hidden:
         return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(hidden_activations(spec, weights, x), dtype=np.float32)
+
+
+def hidden_activations(spec: ModelSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
+    """The last hidden layer's activations of ``x``, in float64 (``x`` if none).
+
+    The one NumPy forward pass of the hidden layers: the personalised head's
+    representation and :func:`hospfed.client.predict.forward` both use it.
+    """
     activations = np.asarray(x, dtype=np.float64)
     for kernel, bias in zip(weights[:-2:2], weights[1:-2:2], strict=True):
         z = activations @ kernel.astype(np.float64) + bias.astype(np.float64)
@@ -106,7 +116,7 @@ def representation(spec: ModelSpec, weights: Weights, x: np.ndarray) -> np.ndarr
             activations = np.tanh(z)
         else:  # sigmoid, in a form that cannot overflow
             activations = 0.5 * (1.0 + np.tanh(0.5 * z))
-    return np.ascontiguousarray(activations, dtype=np.float32)
+    return activations
 
 
 def personalise(

@@ -28,7 +28,7 @@ from hospfed.common.files import atomic_write
 from hospfed.common.metrics import Evaluation, evaluate_predictions
 from hospfed.common.model import ModelSpec, Weights
 from hospfed.common.scaling import Scaling
-from hospfed.common.task import LearningTask
+from hospfed.common.task import LearningTask, loads_task
 
 __all__ = [
     "RunModel",
@@ -37,6 +37,7 @@ __all__ = [
     "forward",
     "load_run_model",
     "predict_rows",
+    "run_task",
     "write_predictions",
 ]
 
@@ -52,6 +53,8 @@ class RunModel:
     """The federation's input statistics (a task standardising by federation)."""
     task_fingerprint: str | None = None
     """The fingerprint of the task the run trained (None: not recorded)."""
+    task: LearningTask | None = None
+    """The task the run trained, as it recorded it (None: not recorded)."""
 
 
 def load_run_model(run_dir: Path) -> RunModel:
@@ -91,31 +94,55 @@ def load_run_model(run_dir: Path) -> RunModel:
         str(document.get("status", "unknown")),
         scaling,
         None if fingerprint is None else str(fingerprint),
+        _recorded_task(run_dir, document["run"].get("task_document"), fingerprint),
     )
+
+
+def _recorded_task(
+    run_dir: Path, document: object, fingerprint: object
+) -> LearningTask | None:
+    """The task a run recorded, checked against the fingerprint it recorded."""
+    if document is None:
+        return None
+    try:
+        task = loads_task(json.dumps(document), fmt="json", source=f"{run_dir}'s task")
+    except ConfigError as exc:
+        raise DataError(f"{run_dir}/metrics.json records a bad task: {exc}") from None
+    if fingerprint is not None and task.fingerprint() != fingerprint:
+        raise DataError(
+            f"{run_dir}/metrics.json records a task whose fingerprint is not the "
+            "run's; the results directory was altered"
+        )
+    return task
+
+
+def run_task(model: RunModel, given: LearningTask | None) -> LearningTask:
+    """The task to read a hospital's data with: ``given``, else the run's own.
+
+    Runs recorded before the task was kept in ``metrics.json`` fall back to
+    Fed-Heart-Disease's (checked against the run's fingerprint as any task).
+    """
+    if given is not None:
+        return given
+    if model.task is not None:
+        return model.task
+    from hospfed.common.datasets import FED_HEART_TASK
+
+    return FED_HEART_TASK
 
 
 def forward(spec: ModelSpec, weights: Weights, x: np.ndarray) -> np.ndarray:
     """The model's predictions (as the backends' ``predict``), in NumPy."""
-    activations = np.asarray(x, dtype=np.float64)
-    layers = list(zip(weights[::2], weights[1::2], strict=True))
-    for kernel, bias in layers[:-1]:
-        activations = _activation(spec, activations @ kernel + bias)
-    kernel, bias = layers[-1]
-    outputs = activations @ kernel + bias
+    from hospfed.client.personalise import hidden_activations
+
+    activations = hidden_activations(spec, weights, x)
+    outputs = activations @ weights[-2].astype(np.float64) + weights[-1]
     if spec.output == "multiclass":
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
     if spec.output == "continuous":
         return np.asarray(outputs[:, 0])
     return np.asarray(1.0 / (1.0 + np.exp(-outputs[:, 0])))
-
-
-def _activation(spec: ModelSpec, z: np.ndarray) -> np.ndarray:
-    if spec.activation == "relu":
-        return np.asarray(np.maximum(z, 0.0))
-    if spec.activation == "tanh":
-        return np.asarray(np.tanh(z))
-    return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
 def check_model_fits(model: RunModel, task: LearningTask) -> None:

@@ -67,7 +67,8 @@ _NEW_UNLESS_DEFAULT: dict[str, Any] = {
 """Settings added after format v1 with a default that v1 runs had: part of
 the identity only when they differ from it, so a v1 checkpoint still resumes
 (and hashes) as before."""
-_NOT_IDENTITY = ("num_rounds", "out_dir")  # a resumed run may extend or move
+_NOT_IDENTITY = ("num_rounds", "out_dir", "task_document")
+"""A resumed run may extend or move; the task is in it by its fingerprint."""
 _NEW_WHEN_SET = (
     "secure_aggregation",
     "max_update_norm",

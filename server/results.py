@@ -338,6 +338,7 @@ def describe_run(config: RunConfig) -> dict[str, Any]:
     data["data_schema_fingerprint"] = config.data_schema.fingerprint()
     data["task"] = config.task.name
     data["task_fingerprint"] = config.task.fingerprint()
+    data["task_document"] = config.task.to_document()  # the hospitals' tools read it
     data["task_standardise"] = config.task.standardise
     data["initialisation"] = "pytorch-linear-uniform"
     return data

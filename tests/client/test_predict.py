@@ -159,3 +159,50 @@ def test_check_loads_a_federation_scaled_task_without_its_statistics(
     )
     assert code == 0, err
     assert "train" in out and "13" in out
+
+
+def _run_with_task(base, run_dir, task, fingerprint=None):
+    run_dir.mkdir()
+    (run_dir / "model.npz").write_bytes((base / "model.npz").read_bytes())
+    document = json.loads((base / "metrics.json").read_text())
+    document["run"]["task_document"] = task.to_document()
+    document["run"]["task_fingerprint"] = fingerprint or task.fingerprint()
+    (run_dir / "metrics.json").write_text(json.dumps(document))
+
+
+def test_the_task_the_run_recorded_is_used_when_none_is_given(
+    hospital, capsys, tmp_path
+):
+    from dataclasses import replace
+
+    key, _, data, base = hospital
+    held = replace(
+        FED_HEART_TASK,
+        split=replace(FED_HEART_TASK.split, validation_fraction=0.5),
+    )
+    members = {}
+    for name, task in (("plain", FED_HEART_TASK), ("held", held)):
+        _run_with_task(base, tmp_path / name, task)
+        code, out, err = run(
+            capsys, "privacy-check", str(data), "--model", str(tmp_path / name),
+            "--key", str(key),
+        )  # fmt: skip
+        assert code == 0, err
+        members[name] = int(out.split("members (training rows)")[1].split()[1])
+    # the validation rows trained on nothing: half the training rows are members
+    assert members["held"] == pytest.approx(members["plain"] / 2, abs=1)
+    code, _, err = run(
+        capsys, "evaluate", str(data), "--model", str(tmp_path / "held"),
+        "--key", str(key), "--task", "fed-heart-disease",
+    )  # fmt: skip
+    assert code == 2 and "is not the task the run trained" in err
+
+
+def test_a_recorded_task_that_is_not_the_runs_is_refused(hospital, capsys, tmp_path):
+    key, _, data, base = hospital
+    _run_with_task(base, tmp_path / "run", FED_HEART_TASK, fingerprint="1" * 64)
+    code, _, err = run(
+        capsys, "evaluate", str(data), "--model", str(tmp_path / "run"),
+        "--key", str(key),
+    )  # fmt: skip
+    assert code == 2 and "results directory was altered" in err, err
