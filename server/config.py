@@ -5,9 +5,10 @@ are FLamby's tuned Fed-Heart-Disease settings: FedAvg client SGD with
 learning rate 0.001, 100 local steps of batch 4, 15 rounds; the adaptive
 strategies (FedAdam, FedYogi, FedAdagrad) use client learning rate 0.003162,
 betas 0.9/0.999 and tau 1e-8; FedYogi's server learning rate is FLamby's
-0.01, FedAdam's 0.03 and FedAdagrad's 0.1 were chosen here (from 0.01, 0.03,
-0.1, mean local test accuracy over seeds 0-4; see README) because at 0.01
-they are still far from converged after 15 rounds.
+0.01; FedAdam's 0.03 and FedAdagrad's 0.1 were first picked on the test sets,
+then re-chosen with ``hospfed-sim tune`` from 0.01, 0.03 and 0.1 on each
+hospital's validation rows only (seeds 0-4), which chose the same values
+(see README).
 """
 
 from __future__ import annotations

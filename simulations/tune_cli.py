@@ -446,6 +446,9 @@ def _search(
     except RunInterruptedError:
         write("interrupted")
         return report
+    except HospfedError:
+        write("failed")  # what was measured stays; the error says what failed
+        raise
     write("complete", chosen)
     write_chosen(out_dir, setup, grid[chosen])
     console.print(report_table(report, label))
