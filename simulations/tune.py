@@ -38,6 +38,7 @@ from hospfed.common.task import LearningTask
 from hospfed.server.app import RunResult
 from hospfed.server.config import ADAPTIVE_STRATEGIES, RunConfig
 from hospfed.server.history import KIND_METRICS, RoundRecord
+from hospfed.simulations.options import dp_rounds
 
 __all__ = [
     "TUNABLE",
@@ -241,6 +242,10 @@ def run_config(
         mapping, raw_schema=setup.raw_schema, task=setup.task
     )
     privacy = setup.privacy
+    if privacy is not None:
+        # the budget lasts this run's rounds and its personal DP-SGD, counted
+        # in rounds of this candidate's local steps (which the grid may vary)
+        privacy = replace(privacy, planned_rounds=dp_rounds(config, config.num_rounds))
     if privacy is not None and "clip-norm" in candidate.settings:
         privacy = replace(privacy, clip_norm=float(candidate.settings["clip-norm"]))
     return config, privacy

@@ -13,7 +13,6 @@ measured so far is written, marked ``interrupted``, and the command exits
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -245,16 +244,12 @@ def _plan(values: dict[str, Any], explicit: set[str]) -> tuple[TuneSetup, SitesM
                 raise ConfigError(f"{flag(name)} has no effect without --epsilon")
     base = _base_keys(values, strategy, grid)
     privacy = None
-    if values["epsilon"] is not None:
-        extra = 0
-        if values["personalise"] != "none":  # personal DP-SGD counts in the budget
-            steps = values["personal_steps"] or values["local_steps"]
-            extra = math.ceil(steps / values["local_steps"])
+    if values["epsilon"] is not None:  # each candidate's run plans its own rounds
         privacy = PrivacySettings(
             epsilon=values["epsilon"],
             delta=values["delta"],
             clip_norm=values["clip_norm"],
-            planned_rounds=values["rounds"] + extra,
+            planned_rounds=values["rounds"],
         )
     setup = TuneSetup(
         base=base,

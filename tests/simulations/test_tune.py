@@ -191,3 +191,23 @@ def test_sigterm_stops_tuning_with_143_and_keeps_what_was_measured(tmp_path):
     assert process.returncode == 143, err
     assert err.strip().splitlines()[-1].startswith("hospfed-sim: interrupted")
     assert json.loads((out / "tune.json").read_text())["status"] == "interrupted"
+
+
+def test_each_candidates_dp_budget_covers_its_rounds_and_personal_steps(tmp_path):
+    privacy = PrivacySettings(epsilon=1.0, delta=1e-3, planned_rounds=3)
+    tune = setup(
+        base={
+            "strategy": "fedyogi",
+            "num-rounds": 3,
+            "personalise": "ditto",
+            "personal-steps": 100,
+        },
+        privacy=privacy,
+        grid={"local-steps": (20, 100)},
+    )
+    planned = [
+        run_config(tune, c, seed=0, evaluate_on="validation", out_dir=tmp_path)[1]
+        for c in candidates(tune.grid)
+    ]
+    # 100 personal steps fill 5 rounds of 20 steps, or 1 of 100
+    assert [p.planned_rounds for p in planned] == [8, 4]
