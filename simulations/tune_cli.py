@@ -26,6 +26,7 @@ from rich.console import Console
 
 from hospfed.client.privacy import PrivacySettings
 from hospfed.common.datasets import FED_HEART_TASK, resolve_schema, resolve_task
+from hospfed.common.datasets.heart import HOSPITALS
 from hospfed.common.errors import ConfigError, HospfedError
 from hospfed.common.files import atomic_write, check_output_dir
 from hospfed.common.personal import PERSONALISE_METHODS
@@ -226,6 +227,7 @@ def _plan(values: dict[str, Any], explicit: set[str]) -> tuple[TuneSetup, SitesM
         raw = resolve_schema(values["schema"] or f"{task.schema}-raw")
         files = parse_sites(values["site"], values["key"] or ())
         make_sites = _own_sites(files, raw, task)
+        hospitals = len(files)
     else:
         for name in ("key", "schema"):
             if values[name]:
@@ -235,6 +237,7 @@ def _plan(values: dict[str, Any], explicit: set[str]) -> tuple[TuneSetup, SitesM
             raise ConfigError("--task other than fed-heart-disease needs --site files")
         raw = None
         make_sites = _heart_sites
+        hospitals = len(HOSPITALS)
     task = with_validation(
         task, values["validation_fraction"], values["validation_seed"]
     )
@@ -243,6 +246,9 @@ def _plan(values: dict[str, Any], explicit: set[str]) -> tuple[TuneSetup, SitesM
             if name in explicit:
                 raise ConfigError(f"{flag(name)} has no effect without --epsilon")
     base = _base_keys(values, strategy, grid)
+    # every hospital in every round: a round must not start with the nodes
+    # that happen to have registered (the scores would depend on timing)
+    base["min-hospitals"] = hospitals
     privacy = None
     if values["epsilon"] is not None:  # each candidate's run plans its own rounds
         privacy = PrivacySettings(
