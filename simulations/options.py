@@ -334,9 +334,21 @@ def validation_task(task: LearningTask, values: Mapping[str, Any]) -> LearningTa
                 "--validation-seed has no effect without --validation-fraction"
             )
         return task
+    return with_validation(task, fraction, seed or 0)
+
+
+def with_validation(task: LearningTask, fraction: float, seed: int) -> LearningTask:
+    """``task`` with a validation set of ``fraction`` of each hospital's training rows.
+
+    Raises
+    ------
+    ConfigError
+        If ``fraction`` is not in (0, 1).
+
+    """
     if not 0 < fraction < 1:
         raise ConfigError(f"--validation-fraction must be in (0, 1), got {fraction}")
-    split = replace(task.split, validation_fraction=fraction, validation_seed=seed or 0)
+    split = replace(task.split, validation_fraction=fraction, validation_seed=seed)
     return replace(task, split=split)
 
 

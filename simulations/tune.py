@@ -38,7 +38,7 @@ from hospfed.common.task import LearningTask
 from hospfed.server.app import RunResult
 from hospfed.server.config import ADAPTIVE_STRATEGIES, RunConfig
 from hospfed.server.history import KIND_METRICS, RoundRecord
-from hospfed.simulations.options import dp_rounds
+from hospfed.simulations.options import dp_rounds, with_validation
 
 __all__ = [
     "TUNABLE",
@@ -67,21 +67,6 @@ TUNABLE: dict[str, type] = {
 hospital's DP-SGD clip norm)."""
 PRIVATE_ONLY = frozenset({"clip-norm"})
 PERSONAL_ONLY = frozenset({"personal-learning-rate", "personal-steps", "ditto-lambda"})
-
-
-def with_validation(task: LearningTask, fraction: float, seed: int) -> LearningTask:
-    """``task`` with a validation set of ``fraction`` of each hospital's training rows.
-
-    Raises
-    ------
-    ConfigError
-        If ``fraction`` is not in (0, 1).
-
-    """
-    if not 0 < fraction < 1:
-        raise ConfigError(f"--validation-fraction must be in (0, 1), got {fraction}")
-    split = replace(task.split, validation_fraction=fraction, validation_seed=seed)
-    return replace(task, split=split)
 
 
 def parse_grid(entries: Sequence[str]) -> dict[str, tuple[float | int, ...]]:
